@@ -1,0 +1,58 @@
+"""Input checks shared by the package: every error names the argument, what was expected and what came."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_tensor(name: str, value, ndim: int | None = None, last_dim: int | None = None,
+                 min_last_dim: int | None = None, finite: bool = True) -> torch.Tensor:
+    """Return `value` as a floating tensor after checking its shape and values, or raise ValueError/TypeError."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got dtype {value.dtype}")
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+    if last_dim is not None and value.shape[-1] != last_dim:
+        raise ValueError(f"{name} must have last dimension {last_dim}, got shape {tuple(value.shape)}")
+    if min_last_dim is not None and value.shape[-1] < min_last_dim:
+        raise ValueError(f"{name} must have last dimension >= {min_last_dim}, got shape {tuple(value.shape)}")
+    if finite and not torch.isfinite(value).all():
+        bad = (~torch.isfinite(value)).sum().item()
+        raise ValueError(f"{name} must be finite, got {bad} NaN/inf entries")
+    return value
+
+
+def check_same_dim(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    """Raise ValueError unless a and b have the same last dimension."""
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"{name_a} and {name_b} must live in the same space: last dimensions "
+                         f"{a.shape[-1]} and {b.shape[-1]} differ (shapes {tuple(a.shape)} and {tuple(b.shape)})")
+
+
+def check_nonneg_z(name: str, z: torch.Tensor) -> None:
+    """Raise ValueError if any z coordinate is negative (PFGM lives in the upper half-space z >= 0)."""
+    if (z < 0).any():
+        raise ValueError(f"{name} must have z >= 0 (upper half-space), got min z = {z.min().item():.4g}")
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> float:
+    """Return float(value) after checking it is a finite positive number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        expected = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {expected}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """Return value after checking it is an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

@@ -1,0 +1,82 @@
+"""Toy 2D distributions generated in code (nothing downloads), with a registry by name.
+
+Every sampler takes (n, generator) and returns a float32 tensor of shape (n, 2) with a typical scale ~1.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .checks import check_int
+
+
+def two_moons(n: int, generator: torch.Generator | None = None, noise: float = 0.05) -> torch.Tensor:
+    """Two interleaved half circles (radius 1), centred at the origin, plus Gaussian noise."""
+    upper = torch.rand(n, generator=generator) < 0.5
+    angle = torch.rand(n, generator=generator) * math.pi
+    x = torch.where(upper, torch.cos(angle), 1 - torch.cos(angle)) - 0.5
+    y = torch.where(upper, torch.sin(angle), 0.5 - torch.sin(angle)) - 0.25
+    pts = torch.stack([x, y], dim=1)
+    return pts + noise * torch.randn(n, 2, generator=generator)
+
+
+def eight_gaussians(n: int, generator: torch.Generator | None = None, radius: float = 2.0,
+                    std: float = 0.1) -> torch.Tensor:
+    """Eight Gaussian blobs (std `std`) evenly spaced on a circle of `radius`."""
+    k = torch.randint(0, 8, (n,), generator=generator)
+    centres = radius * torch.stack([torch.cos(k * math.pi / 4), torch.sin(k * math.pi / 4)], dim=1)
+    return centres + std * torch.randn(n, 2, generator=generator)
+
+
+def eight_gaussian_modes(radius: float = 2.0) -> torch.Tensor:
+    """The eight mode centres of eight_gaussians: (8, 2)."""
+    k = torch.arange(8, dtype=torch.float32)
+    return radius * torch.stack([torch.cos(k * math.pi / 4), torch.sin(k * math.pi / 4)], dim=1)
+
+
+def checkerboard(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform on the 8 dark squares of a 4x4 board covering [-2, 2]^2."""
+    x = 4 * torch.rand(n, generator=generator) - 2
+    col = torch.floor(x + 2)
+    row = torch.randint(0, 2, (n,), generator=generator) * 2 + (col % 2)
+    y = row - 2 + torch.rand(n, generator=generator)
+    return torch.stack([x, y], dim=1)
+
+
+def ring(n: int, generator: torch.Generator | None = None, radius: float = 1.5, std: float = 0.05) -> torch.Tensor:
+    """A circle of `radius` with radial Gaussian noise."""
+    angle = 2 * math.pi * torch.rand(n, generator=generator)
+    r = radius + std * torch.randn(n, generator=generator)
+    return torch.stack([r * torch.cos(angle), r * torch.sin(angle)], dim=1)
+
+
+def spiral(n: int, generator: torch.Generator | None = None, noise: float = 0.05) -> torch.Tensor:
+    """An Archimedean spiral of two turns, radius up to ~2."""
+    t = torch.sqrt(torch.rand(n, generator=generator)) * 4 * math.pi
+    r = t / (2 * math.pi)
+    pts = torch.stack([r * torch.cos(t), r * torch.sin(t)], dim=1)
+    return pts + noise * torch.randn(n, 2, generator=generator)
+
+
+TOY_DATASETS: dict[str, Callable[..., torch.Tensor]] = {
+    "moons": two_moons,
+    "8gaussians": eight_gaussians,
+    "checkerboard": checkerboard,
+    "ring": ring,
+    "spiral": spiral,
+}
+
+
+def toy_names() -> list[str]:
+    """Names accepted by sample_toy."""
+    return sorted(TOY_DATASETS)
+
+
+def sample_toy(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n points of the named toy distribution: (n, 2) float32."""
+    if name not in TOY_DATASETS:
+        raise ValueError(f"unknown toy dataset {name!r}; choose one of {toy_names()}")
+    check_int("n", n, minimum=1)
+    return TOY_DATASETS[name](n, generator=generator).float()

@@ -1,0 +1,142 @@
+"""Networks that predict a field: f(x, c) with c a scalar condition (log z for PFGM).
+
+Both networks return a flat (B, N + extra) tensor: the N data components and `extra` scalars
+(PFGM: extra = 1, the z-component). z enters as Fourier features of log z: z spans seven decades
+(1e-3 to ~1e3), and equally spaced log z is what the sampler walks through.
+The official PFGM configs feed raw z to a sinusoidal embedding (DDPM++) or log z to Gaussian Fourier
+features (NCSN++); we use the latter.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .checks import check_int
+
+
+def fourier_features(c: torch.Tensor, n_features: int) -> torch.Tensor:
+    """Sinusoidal features of a scalar: (B,) -> (B, n_features), frequencies geometric from 1/8 to 8.
+
+    returns [sin(w_k c), cos(w_k c)] for k = 1..n_features/2
+    """
+    half = n_features // 2
+    freqs = torch.exp(torch.linspace(math.log(1 / 8), math.log(8), half, device=c.device, dtype=c.dtype))
+    angles = c[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class MLP(nn.Module):
+    """Residual MLP for low-dimensional data: (B, N), (B,) -> (B, N + extra).
+
+    Layers: input (x, features(c)) -> width -> `depth` residual SiLU blocks, each also fed features(c).
+    """
+
+    def __init__(self, data_dim: int, extra: int = 1, width: int = 256, depth: int = 3, n_features: int = 32):
+        super().__init__()
+        check_int("data_dim", data_dim)
+        check_int("extra", extra, minimum=0)
+        check_int("width", width)
+        check_int("depth", depth)
+        self.config = dict(kind="mlp", data_dim=data_dim, extra=extra, width=width, depth=depth,
+                           n_features=n_features)
+        self.data_dim, self.n_features = data_dim, n_features
+        self.inp = nn.Linear(data_dim + n_features, width)
+        self.cond = nn.ModuleList([nn.Linear(n_features, width) for _ in range(depth)])
+        self.blocks = nn.ModuleList([nn.Sequential(nn.SiLU(), nn.Linear(width, width)) for _ in range(depth)])
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, data_dim + extra))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.data_dim:
+            raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
+        emb = fourier_features(c, self.n_features)
+        h = self.inp(torch.cat([x, emb], dim=1))
+        for block, cond in zip(self.blocks, self.cond):
+            h = h + block(h + cond(emb))
+        return self.out(h)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, plus a per-channel shift from the condition features."""
+
+    def __init__(self, c_in: int, c_out: int, n_features: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.cond = nn.Linear(n_features, c_out)
+        self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(torch.nn.functional.silu(self.norm1(x)))
+        h = h + self.cond(emb)[:, :, None, None]
+        h = self.conv2(torch.nn.functional.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """Compact U-Net for small images: (B, C, H, W), (B,) -> (B, C*H*W + extra).
+
+    Resolutions H -> H/2 -> H/4 with `channels` (e.g. 16, 32, 32), one ResBlock per level and direction.
+    The `extra` outputs are the spatial means of extra output channels (the paper's z-component trick).
+    H and W must be divisible by 4 (28x28 and 32x32 are).
+    """
+
+    def __init__(self, image_channels: int = 1, image_size: int = 28, channels: tuple[int, ...] = (16, 32, 32),
+                 extra: int = 1, n_features: int = 32):
+        super().__init__()
+        check_int("image_channels", image_channels)
+        check_int("image_size", image_size)
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4, got {image_size}")
+        if len(channels) != 3:
+            raise ValueError(f"channels must have 3 entries (one per resolution), got {channels}")
+        self.config = dict(kind="unet", image_channels=image_channels, image_size=image_size,
+                           channels=list(channels), extra=extra, n_features=n_features)
+        self.shape = (image_channels, image_size, image_size)
+        self.extra, self.n_features = extra, n_features
+        c1, c2, c3 = channels
+        self.embed = nn.Sequential(nn.Linear(n_features, 4 * n_features), nn.SiLU(),
+                                   nn.Linear(4 * n_features, n_features))
+        self.inp = nn.Conv2d(image_channels, c1, 3, padding=1)
+        self.down1 = ResBlock(c1, c1, n_features)
+        self.down2 = ResBlock(c1, c2, n_features)
+        self.mid = ResBlock(c2, c3, n_features)
+        self.up2 = ResBlock(c3 + c2, c2, n_features)
+        self.up1 = ResBlock(c2 + c1, c1, n_features)
+        self.out = nn.Sequential(nn.GroupNorm(min(8, c1), c1), nn.SiLU(),
+                                 nn.Conv2d(c1, image_channels + extra, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
+        emb = self.embed(fourier_features(c, self.n_features))
+        h1 = self.down1(self.inp(x), emb)                                        # H
+        h2 = self.down2(nn.functional.avg_pool2d(h1, 2), emb)                    # H/2
+        h3 = self.mid(nn.functional.avg_pool2d(h2, 2), emb)                      # H/4
+        u2 = self.up2(torch.cat([nn.functional.interpolate(h3, scale_factor=2.0), h2], 1), emb)
+        u1 = self.up1(torch.cat([nn.functional.interpolate(u2, scale_factor=2.0), h1], 1), emb)
+        out = self.out(u1)
+        c_img = self.shape[0]
+        data_part = out[:, :c_img].flatten(1)
+        extra_part = out[:, c_img:].mean(dim=(2, 3))
+        return torch.cat([data_part, extra_part], dim=1)
+
+
+def build_network(config: dict) -> nn.Module:
+    """Rebuild a network from its `config` dict (as stored in checkpoints)."""
+    cfg = dict(config)
+    kind = cfg.pop("kind", None)
+    if kind == "mlp":
+        return MLP(**cfg)
+    if kind == "unet":
+        cfg["channels"] = tuple(cfg["channels"])
+        return UNet(**cfg)
+    raise ValueError(f"unknown network kind {kind!r} in config; expected 'mlp' or 'unet'")
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
