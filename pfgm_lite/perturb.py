@@ -40,7 +40,7 @@ def hyperparameter_rule(N: int, mean_norm: float, sigma: float = 0.01, tau: floa
     M          = floor(0.75 ln(n_bar^2 / (2 sqrt(N) sigma^2)) / ln(1 + tau)) + 1
     z_max      = sqrt(2/pi) sigma (1 + tau)^M      (= E|eps_z| at m = M)
     upper_norm = sqrt(N) sigma (1 + tau)^M         (~ E||eps_x|| at m = M)
-    CIFAR-10 (N = 3072, n_bar = 30) gives M = 287, z_max = 38.6, upper_norm = 2683 (shipped: 291 / 40 / 3000).
+    CIFAR-10 (N = 3072, n_bar = 30) gives M = 287, z_max = 38.6, upper_norm = 2679 (shipped: 291 / 40 / 3000).
     """
     check_int("N", N)
     mean_norm = check_positive("mean_norm", mean_norm)

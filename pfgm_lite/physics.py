@@ -49,10 +49,16 @@ def squared_distances(points: torch.Tensor, charges: torch.Tensor) -> torch.Tens
 
     points:  (B, D)
     charges: (M, D)
-    returns: (B, M)  ||x||^2 + ||y||^2 - 2 x.y, clamped at 0 (absolute error ~ eps ||x||^2)
+    returns: (B, M)  ||x||^2 + ||y||^2 - 2 x.y, clamped at 0
+    That form has absolute error ~ eps (||x||^2 + ||y||^2), which swamps d^2 close to a charge (float32,
+    ||x|| ~ 1, d ~ 1e-3); pairs with d^2 < 1e-3 (||x||^2 + max ||y||^2) are recomputed as sum (x - y)^2.
     """
-    d2 = (points**2).sum(-1)[:, None] + (charges**2).sum(-1)[None, :] - 2.0 * points @ charges.T
-    return d2.clamp_min(0.0)
+    x2, y2 = (points**2).sum(-1)[:, None], (charges**2).sum(-1)[None, :]
+    d2 = (x2 + y2 - 2.0 * points @ charges.T).clamp_min(0.0)
+    if d2.numel():
+        i, j = (d2 < 1e-3 * (x2 + y2.max())).nonzero(as_tuple=True)
+        d2[i, j] = ((points[i] - charges[j]) ** 2).sum(-1)
+    return d2
 
 
 def _blocks(n_points: int, n_charges: int, block_elements: int) -> tuple[int, int]:

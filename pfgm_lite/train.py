@@ -101,10 +101,11 @@ def loss_on_batch(method: Method, net: nn.Module, large_batch: torch.Tensor, bat
 
 def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfig,
           out_dir: str | Path | None = None, resume: str | Path | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, callback=None, callback_every: int = 50) -> TrainResult:
     """Train `net` on `data` (n, *shape) for config.steps steps; checkpoint to out_dir/checkpoint.pt.
 
-    resume: a checkpoint path; training continues from its step with its weights, optimizer and RNG state.
+    resume:   a checkpoint path; training continues from its step with its weights, optimizer and RNG state.
+    callback: called as callback(step, losses) every `callback_every` steps and at the end (e.g. a live plot).
     """
     method.check_data("data", data)
     config.validate(data.shape[0])
@@ -150,6 +151,8 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         bar.update(1)
         if step % 50 == 0 or step == config.steps:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
+        if callback is not None and (step % callback_every == 0 or step == config.steps):
+            callback(step, losses)
         if out_dir is not None and (step == config.steps or
                                     (config.checkpoint_every and step % config.checkpoint_every == 0)):
             save_checkpoint(Path(out_dir) / "checkpoint.pt", method, net, ema, optimizer, generator,
@@ -170,6 +173,9 @@ def save_checkpoint(path: str | Path, method: Method, net: nn.Module, ema: nn.Mo
                    generator=generator.get_state() if generator is not None else torch.ByteTensor(),
                    losses=[float(v) for v in losses], step=int(step), train_config=asdict(config))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
@@ -213,3 +219,24 @@ def load_model(path: str | Path, device: str = "auto") -> tuple[Method, nn.Modul
     net = build_network(ckpt["network"])
     net.load_state_dict(ckpt["ema"])
     return method, net.to(pick_device(device)).eval(), ckpt
+
+
+def train_or_load(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfig,
+                  out_dir: str | Path, progress: bool = True) -> TrainResult:
+    """Load out_dir/checkpoint.pt if it was made with this method and config; otherwise train (and save) it.
+
+    Lets a notebook reuse the model another notebook trained, and retrain when the recipe changed.
+    """
+    path = Path(out_dir) / "checkpoint.pt"
+    if path.exists():
+        ckpt = load_checkpoint(path)
+        same = (ckpt["method"] == method.to_config() and ckpt.get("train_config") == asdict(config)
+                and ckpt["network"] == dict(net.config) and int(ckpt["step"]) == config.steps)
+        if same:
+            net.load_state_dict(ckpt["net"])
+            ema = copy.deepcopy(net).requires_grad_(False)
+            ema.load_state_dict(ckpt["ema"])
+            device = pick_device(config.device)
+            return TrainResult(net=net.to(device), ema=ema.to(device), losses=list(ckpt["losses"]),
+                               step=int(ckpt["step"]))
+    return train(method, net, data, config, out_dir=out_dir, progress=progress)

@@ -1,0 +1,97 @@
+"""Facts about `python -m pfgm_lite` (pfgm_lite/__main__.py): help, a tiny train + sample run, clear failures."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pfgm_lite.__main__ import main
+from pfgm_lite.train import load_checkpoint
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", "pfgm_lite", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=300)
+
+
+def help_text(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--help"])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help(capsys):
+    top = help_text(capsys)
+    assert "train" in top and "sample" in top
+    train_help = help_text(capsys, "train")
+    for flag in ("--data", "--steps", "--n-data", "--batch-size", "--large-batch-size", "--recipe", "--resume"):
+        assert flag in train_help
+    assert "moons" in train_help  # the choices are listed
+    assert "--solver" in help_text(capsys, "sample")
+
+
+def test_train_then_sample(tmp_path):
+    run = tmp_path / "run"
+    trained = run_cli("train", "--data", "moons", "--steps", 30, "--n-data", 3000, "--batch-size", 64,
+                      "--large-batch-size", 256, "--device", "cpu", "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    assert "trained 30 steps" in trained.stdout
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["step"] == 30 and len(ckpt["losses"]) == 30
+    assert ckpt["train_config"]["batch_size"] == 64 and ckpt["train_config"]["large_batch_size"] == 256
+
+    out = tmp_path / "samples" / "s.png"
+    sampled = run_cli("sample", "--run", run, "--n", 200, "--solver", "heun", "--steps", 5, "--device", "cpu",
+                      "--out", out)
+    assert sampled.returncode == 0, sampled.stderr
+    assert "NFE = 10" in sampled.stdout
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    x = torch.load(out.with_suffix(".pt"), weights_only=True)
+    assert x.shape == (200, 2) and torch.isfinite(x).all()
+
+
+def test_unknown_dataset_fails_with_a_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", "swissroll", "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'swissroll'" in err and "moons" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_sample_from_a_missing_run(tmp_path, capsys):
+    # in-process (no torch start-up cost): main returns the exit code
+    code = main(["sample", "--run", str(tmp_path / "nope"), "--out", str(tmp_path / "s.png")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no checkpoint at") and "nope" in err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_sample_from_a_foreign_file(tmp_path, capsys):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    assert main(["sample", "--run", str(tmp_path), "--out", str(tmp_path / "s.png")]) == 2
+    assert "is not a readable pfgm-lite checkpoint" in capsys.readouterr().err
+
+
+def test_missing_run_exit_code_from_the_shell(tmp_path):
+    # also checks the module entry point: `python -m pfgm_lite` exits with main's return code
+    res = run_cli("sample", "--run", tmp_path / "nope", "--out", tmp_path / "s.png")
+    assert res.returncode == 2
+    assert "error: no checkpoint at" in res.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "moons", "--out", "X", "--n-data", "100", "--large-batch-size", "256"],
+     "large_batch_size (256) is larger than the dataset (100 points)"),
+    (["train", "--data", "moons", "--out", "X", "--steps", "0"], "steps must be >= 1, got 0"),
+])
+def test_bad_train_settings_exit_2(tmp_path, capsys, args, message):
+    args = [str(tmp_path / a) if a == "X" else a for a in args]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err

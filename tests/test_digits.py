@@ -1,0 +1,118 @@
+"""Digits: offline loaders, the shipped classifier and weights, the feature-space FID, a U-Net smoke run."""
+import socket
+import struct
+
+import pytest
+import torch
+
+from pfgm_lite import data, metrics, recipes, sampling, train
+
+
+@pytest.fixture(scope="module")
+def split():
+    return metrics.digit_split()
+
+
+def test_mnist5k_is_offline_and_in_range(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to open a network socket")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    images, labels = data.load_mnist5k()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.float32
+    assert images.min() == -1.0 and images.max() == 1.0
+    assert torch.bincount(labels).tolist() == [500] * 10
+
+
+def test_split_is_disjoint_and_balanced(split):
+    train_x, train_y, test_x, test_y = split
+    assert train_x.shape == (4000, 1, 28, 28) and test_x.shape == (1000, 1, 28, 28)
+    assert torch.bincount(train_y, minlength=10).min() > 300
+    # no held-out image appears in the training set
+    flat_train = {tuple(v) for v in (train_x.flatten(1) * 127.5).round().to(torch.int16)[:, ::7].tolist()}
+    overlap = sum(tuple(v) in flat_train for v in (test_x.flatten(1) * 127.5).round().to(torch.int16)[:, ::7].tolist())
+    assert overlap < 5
+
+
+def _write_idx(path, array: torch.Tensor, magic: int):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic))
+        for d in array.shape:
+            f.write(struct.pack(">I", d))
+        f.write(array.numpy().tobytes())
+
+
+@pytest.mark.parametrize("name", ["MNIST", "FashionMNIST"])
+def test_torchvision_loader_reads_raw_files_offline(tmp_path, name):
+    raw = tmp_path / name / "raw"
+    raw.mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    for prefix, n in [("train", 12), ("t10k", 5)]:
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=g,
+                                                                      dtype=torch.uint8), 0x00000803)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10, 0x00000801)
+    images, labels = data.load_torchvision(name, str(tmp_path), train=True)
+    assert images.shape == (12, 1, 28, 28) and images.dtype == torch.float32
+    assert -1.0 <= images.min() and images.max() <= 1.0
+    assert labels.tolist() == [i % 10 for i in range(12)]
+    test_images, _ = data.load_torchvision(name, str(tmp_path), train=False)
+    assert test_images.shape == (5, 1, 28, 28)
+
+
+def test_torchvision_loader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        data.load_torchvision("MNIST", str(tmp_path))
+    with pytest.raises(ValueError, match="unknown dataset 'SVHN'"):
+        data.load_torchvision("SVHN", str(tmp_path))
+
+
+def test_shipped_classifier_is_accurate(split):
+    _, _, test_x, test_y = split
+    assert metrics.classifier_path().exists(), "the classifier weights must ship in checkpoints/"
+    model = metrics.digit_classifier()
+    assert metrics.classifier_accuracy(model, test_x, test_y) >= 0.95
+
+
+def test_feature_fid_separates_real_from_noise(split):
+    train_x, _, test_x, _ = split
+    model = metrics.digit_classifier()
+    real = metrics.digit_sample_quality(model, train_x[:500], test_x)
+    noise = metrics.digit_sample_quality(model, torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1,
+                                         test_x)
+    assert real["fid"] < 25 and noise["fid"] > 20 * real["fid"]
+    assert real["coverage"] == 10 and noise["coverage"] <= 3
+    assert real["confidence"] > 0.9
+
+
+def test_frechet_distance_of_identical_sets_is_zero():
+    x = torch.randn(400, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert abs(metrics.frechet_distance(x, x)) < 1e-4
+    assert metrics.frechet_distance(x, x + 3.0) == pytest.approx(8 * 9.0, rel=1e-3)
+
+
+def test_classifier_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        metrics.DigitClassifier().features(torch.zeros(2, 28, 28))
+
+
+def test_unet_pfgm_trains_and_samples(split):
+    train_x = split[0][:512]
+    method = recipes.digits_method(train_x)
+    torch.manual_seed(0)
+    net = recipes.digits_network()
+    config = train.TrainConfig(steps=4, batch_size=16, large_batch_size=256, warmup=1)
+    result = train.train(method, net, train_x, config, progress=False)
+    assert len(result.losses) == 4 and all(torch.isfinite(torch.tensor(result.losses)))
+    out = sampling.sample(method, method.predictor(result.ema), 3, solver="euler", steps=3,
+                          generator=torch.Generator().manual_seed(0))
+    assert out.x.shape == (3, 1, 28, 28) and torch.isfinite(out.x).all() and out.nfe == 3
+
+
+def test_shipped_digits_model_loads_and_samples_digit_shapes():
+    path = recipes.shipped_digits_path()
+    assert path.exists(), "the digits PFGM must ship in checkpoints/"
+    method, net, ckpt = train.load_model(path, device="cpu")
+    assert method.data_shape == (1, 28, 28) and ckpt["step"] >= 1000
+    out = sampling.sample(method, method.predictor(net), 4, solver="heun", steps=4,
+                          generator=torch.Generator().manual_seed(0))
+    assert out.x.shape == (4, 1, 28, 28) and torch.isfinite(out.x).all()

@@ -1,0 +1,128 @@
+"""Facts about pfgm_lite/field.py: the empirical field is the Poisson field's direction, E_hat_z = z, it stays
+finite at image dimensions, and the normalization can be inverted exactly."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pfgm_lite import physics
+from pfgm_lite.field import data_scaled_gamma, empirical_field, log_z_velocity_from_normalized, normalize_field
+from pfgm_lite.flows import augment
+
+F64 = torch.float64
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def points(b: int, n: int, seed: int = 0, z_range=(0.05, 3.0)):
+    g = gen(seed)
+    x = torch.randn(b, n, generator=g, dtype=F64)
+    z = z_range[0] + (z_range[1] - z_range[0]) * torch.rand(b, generator=g, dtype=F64)
+    return x, z
+
+
+def naive_poisson_field(x, z, data):
+    """sum_i (x~ - y~_i) / ||x~ - y~_i||^{N+1} with plain powers (fine in low N, float64)."""
+    diff = augment(x, z)[:, None, :] - augment(data, 0.0)[None, :, :]
+    d = diff.norm(dim=-1, keepdim=True)
+    return (diff / d ** diff.shape[-1]).sum(1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_empirical_field_is_the_poisson_field_direction(n):
+    # with the whole dataset as the batch, v = -sqrt(N) E / ||E|| (gamma = 0) for the exact field E
+    data = torch.randn(40, n, generator=gen(1), dtype=F64)
+    x, z = points(30, n)
+    v = normalize_field(empirical_field(x, z, data), 0.0)
+    for exact in (naive_poisson_field(x, z, data), physics.poisson_field(augment(x, z), augment(data, 0.0))):
+        expected = -math.sqrt(n) * exact / exact.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(v, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_empirical_field_z_component_is_z():
+    # sum_i w_i = 1 and the charges sit at z = 0, so E_hat_z = z exactly
+    data = torch.randn(100, 3, generator=gen(2), dtype=F64)
+    x, z = points(50, 3, z_range=(1e-4, 50.0))
+    torch.testing.assert_close(empirical_field(x, z, data)[:, -1], z, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("n", [784, 3072])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_no_overflow_at_image_dimensions(n, dtype):
+    # data points ~30 apart; queries next to a data point at z = 1e-3 and far above at z = 40
+    g = gen(3)
+    data = (30 / math.sqrt(2 * n)) * torch.randn(64, n, generator=g, dtype=dtype)
+    near = data[:8] + 0.01 * torch.randn(8, n, generator=g, dtype=dtype) / math.sqrt(n)
+    x = torch.cat([near, near, data[8:16] + 15 / math.sqrt(n)])
+    z = torch.cat([torch.full((8,), 1e-3), torch.full((8,), 40.0), torch.full((8,), 5.0)]).to(dtype)
+    e_hat = empirical_field(x, z, data)
+    assert torch.isfinite(e_hat).all()
+    torch.testing.assert_close(e_hat[:, -1], z)
+    # ||E_hat|| is at most the distance to the farthest charge: a convex combination of displacements
+    assert (e_hat.norm(dim=1) <= torch.cdist(augment(x, z), augment(data, 0.0)).max(dim=1).values * 1.0001).all()
+    # next to a charge (d = 0.01 against ~30 for the others), its weight is 1: E_hat = x~ - y~_nearest
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(e_hat[:8], augment(near - data[:8], z[:8]), rtol=rtol, atol=rtol * 0.01)
+    v = normalize_field(e_hat, 5.0)
+    assert torch.isfinite(v).all() and (v.norm(dim=1) < math.sqrt(n)).all()
+
+
+@pytest.mark.parametrize("gamma_kind", ["constant", "scaled"])
+def test_log_z_velocity_inverts_normalize_field(gamma_kind):
+    n = 4
+    data = torch.randn(60, n, generator=gen(4), dtype=F64)
+    x, z = points(200, n, seed=5, z_range=(1e-3, 20.0))
+    x = 3 * x
+    gamma = 5.0 if gamma_kind == "constant" else data_scaled_gamma(x, z, mean_norm=2.0)
+    e_hat = empirical_field(x, z, data)
+    v = normalize_field(e_hat, gamma)
+    torch.testing.assert_close(log_z_velocity_from_normalized(v[:, :n], z, gamma), e_hat[:, :n],
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_chunked_equals_unchunked():
+    data = torch.randn(37, 3, generator=gen(6), dtype=F64)
+    x, z = points(23, 3, seed=7)
+    full = empirical_field(x, z, data)
+    for block in (1, 7, 50, 10**6):
+        torch.testing.assert_close(empirical_field(x, z, data, block_elements=block), full, rtol=1e-12, atol=1e-14)
+
+
+def test_normalized_field_norm_and_gamma():
+    # ||v|| = sqrt(N) ||E|| / (||E|| + gamma) < sqrt(N); gamma = 0 gives exactly sqrt(N)
+    data = torch.randn(20, 2, generator=gen(8), dtype=F64)
+    x, z = points(10, 2, seed=9)
+    e_hat = empirical_field(x, z, data)
+    torch.testing.assert_close(normalize_field(e_hat, 0.0).norm(dim=1), torch.full((10,), math.sqrt(2), dtype=F64))
+    expected = math.sqrt(2) * e_hat.norm(dim=1) / (e_hat.norm(dim=1) + 5.0)
+    torch.testing.assert_close(normalize_field(e_hat, 5.0).norm(dim=1), expected)
+    # per-point gamma broadcasts
+    gamma = torch.linspace(0.1, 3.0, 10, dtype=F64)
+    expected = math.sqrt(2) * e_hat.norm(dim=1) / (e_hat.norm(dim=1) + gamma)
+    torch.testing.assert_close(normalize_field(e_hat, gamma).norm(dim=1), expected)
+
+
+def test_data_scaled_gamma_formula():
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=F64)
+    z = torch.tensor([0.0, 0.0], dtype=F64)
+    # n_bar / 8 at the origin, n_bar/8 sqrt(1 + 25/n_bar^2) at distance 5
+    torch.testing.assert_close(data_scaled_gamma(x, z, 8.0), torch.tensor([1.0, math.sqrt(1 + 25 / 64)], dtype=F64))
+
+
+def test_errors():
+    data = torch.randn(5, 3)
+    x, z = torch.randn(4, 3), torch.rand(4)
+    with pytest.raises(ValueError, match=r"batch must have last dimension 3, got shape \(5, 2\)"):
+        empirical_field(x, z, torch.randn(5, 2))
+    with pytest.raises(ValueError, match=r"z must have shape \(4,\) to match x, got \(3,\)"):
+        empirical_field(x, torch.rand(3), data)
+    with pytest.raises(ValueError, match=r"x must have 2 dimensions, got shape \(4, 1, 3\)"):
+        empirical_field(x[:, None], z, data)
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        normalize_field(torch.randn(4, 4), -1.0)
+    with pytest.raises(ValueError, match="mean_norm must be finite and > 0"):
+        data_scaled_gamma(x, z, 0.0)

@@ -1,0 +1,101 @@
+"""Facts about pfgm_lite/nets.py: output shapes, rebuilding from config, and clear errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pfgm_lite.nets import MLP, UNet, build_network, count_parameters, fourier_features
+
+SMALL = (8, 16, 16)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_fourier_features():
+    c = torch.linspace(-7, 7, 11)
+    f = fourier_features(c, 16)
+    assert f.shape == (11, 16)
+    # sin^2 + cos^2 = 1 per frequency, so each row has squared norm n_features / 2
+    torch.testing.assert_close((f**2).sum(1), torch.full((11,), 8.0))
+    # the lowest frequency is 1/8: the first feature is sin(c / 8)
+    torch.testing.assert_close(f[:, 0], torch.sin(c / 8))
+
+
+@pytest.mark.parametrize("data_dim", [1, 2, 5])
+def test_mlp_output_shape(data_dim):
+    net = MLP(data_dim, width=16, depth=2)
+    out = net(torch.randn(7, data_dim), torch.randn(7))
+    assert out.shape == (7, data_dim + 1)
+    assert MLP(data_dim, extra=0, width=16)(torch.randn(3, data_dim), torch.randn(3)).shape == (3, data_dim)
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+def test_unet_output_shape(channels, size):
+    net = UNet(channels, size, channels=SMALL)
+    out = net(torch.randn(2, channels, size, size), torch.randn(2))
+    assert out.shape == (2, channels * size * size + 1)
+
+
+def test_mlp_depends_on_condition():
+    net = MLP(2, width=16)
+    x = torch.randn(4, 2)
+    assert not torch.allclose(net(x, torch.zeros(4)), net(x, torch.full((4,), 3.0)))
+
+
+@pytest.mark.parametrize("make", [lambda: MLP(3, width=24, depth=2, n_features=8),
+                                  lambda: UNet(1, 12, channels=(8, 8, 16), n_features=16)])
+def test_build_network_reproduces_architecture(make):
+    net = make()
+    rebuilt = build_network(net.config)
+    assert type(rebuilt) is type(net)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in net.state_dict().items()}
+    assert count_parameters(rebuilt) == count_parameters(net)
+    # with the weights loaded, the same function
+    rebuilt.load_state_dict(net.state_dict())
+    shape = (2, 3) if isinstance(net, MLP) else (2, 1, 12, 12)
+    x, c = torch.randn(shape), torch.randn(2)
+    torch.testing.assert_close(rebuilt(x, c), net(x, c), rtol=0, atol=0)
+    # the config survives a checkpoint round trip (plain types only)
+    assert build_network(dict(net.config)).config == net.config
+
+
+def test_count_parameters():
+    net = MLP(2, extra=1, width=10, depth=1, n_features=4)
+    # inp (2+4)*10+10, cond 4*10+10, block 10*10+10, out 10*3+3
+    assert count_parameters(net) == 70 + 50 + 110 + 33
+    net.inp.requires_grad_(False)
+    assert count_parameters(net) == 50 + 110 + 33
+
+
+def test_wrong_input_shapes():
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 2\), got \(4, 3\)"):
+        MLP(2, width=8)(torch.randn(4, 3), torch.randn(4))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 2\), got \(4, 1, 2\)"):
+        MLP(2, width=8)(torch.randn(4, 1, 2), torch.randn(4))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 28, 28\), got \(2, 784\)"):
+        UNet(1, 28, channels=SMALL)(torch.randn(2, 784), torch.randn(2))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 3, 32, 32\), got \(2, 1, 32, 32\)"):
+        UNet(3, 32, channels=SMALL)(torch.randn(2, 1, 32, 32), torch.randn(2))
+
+
+def test_bad_constructor_args():
+    with pytest.raises(ValueError, match="width must be >= 1, got 0"):
+        MLP(2, width=0)
+    with pytest.raises(ValueError, match="data_dim must be >= 1, got 0"):
+        MLP(0)
+    with pytest.raises(TypeError, match="depth must be an int, got float"):
+        MLP(2, depth=2.0)
+    with pytest.raises(ValueError, match="n_features must be an even number >= 2, got 7"):
+        MLP(2, n_features=7)
+    with pytest.raises(ValueError, match="n_features must be an even number >= 2, got 0"):
+        UNet(1, 28, n_features=0)
+    with pytest.raises(ValueError, match="image_size must be divisible by 4, got 30"):
+        UNet(1, 30)
+    with pytest.raises(ValueError, match="channels must have 3 entries"):
+        UNet(1, 28, channels=(8, 16))
+    with pytest.raises(ValueError, match="image_channels must be >= 1, got 0"):
+        UNet(0, 28)
+    with pytest.raises(ValueError, match="unknown network kind 'resnet'"):
+        build_network(dict(kind="resnet"))

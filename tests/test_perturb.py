@@ -1,0 +1,156 @@
+"""Facts about pfgm_lite/perturb.py: the laws of the PFGM perturbation kernel and the hyper-parameter rule."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from pfgm_lite.perturb import PFGMHyperparameters, hyperparameter_rule, hyperparameters_for, mean_data_norm, perturb
+
+F64 = torch.float64
+M, SIGMA, TAU = 200, 0.01, 0.03
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def draw(shape=(3,), n=20_000, restrict_M=False, seed=0):
+    y = torch.randn(n, *shape, generator=gen(seed + 100), dtype=F64)
+    x, z, m = perturb(y, M, SIGMA, TAU, restrict_M=restrict_M, generator=gen(seed))
+    return y, x, z, m
+
+
+# --- the kernel's laws ----------------------------------------------------------------------
+
+def test_shapes_and_upper_half_space():
+    y, x, z, m = draw(shape=(1, 4, 4), n=64)
+    assert x.shape == y.shape and z.shape == (64,) and m.shape == (64,)
+    assert (z > 0).all()
+
+
+def test_z_rescaled_by_growth_is_half_normal():
+    # z / (1+tau)^m = |eps_z| ~ |N(0, sigma^2)|
+    _, _, z, m = draw()
+    eps_z = (z / (1 + TAU) ** m).numpy()
+    assert stats.kstest(eps_z, stats.halfnorm(scale=SIGMA).cdf).pvalue > 1e-3
+    # the test has power: a 20% wrong scale is rejected
+    assert stats.kstest(eps_z, stats.halfnorm(scale=1.2 * SIGMA).cdf).pvalue < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (1, 2, 2)])
+def test_x_radii_are_chi_N(shape):
+    # ||x - y|| / (sigma (1+tau)^m) = ||eps_x|| / sigma ~ chi_N, N = numel of the data shape
+    n_dims = math.prod(shape)
+    y, x, _, m = draw(shape=shape)
+    radii = ((x - y).flatten(1).norm(dim=1) / (SIGMA * (1 + TAU) ** m)).numpy()
+    assert stats.kstest(radii, stats.chi(n_dims).cdf).pvalue > 1e-3
+    assert stats.kstest(radii, stats.chi(n_dims + 1).cdf).pvalue < 1e-6
+
+
+def test_x_displacement_direction_is_uniform():
+    # in 2D the angle of x - y is uniform on (-pi, pi]
+    y, x, _, _ = draw(shape=(2,))
+    d = x - y
+    angle = torch.atan2(d[:, 1], d[:, 0]).numpy()
+    assert stats.kstest(angle, stats.uniform(-math.pi, 2 * math.pi).cdf).pvalue > 1e-3
+
+
+def test_m_is_uniform_on_0_M():
+    _, _, _, m = draw()
+    assert stats.kstest(m.numpy(), stats.uniform(0, M).cdf).pvalue > 1e-3
+    assert 0 <= m.min() and m.max() <= M
+
+
+def test_restrict_M_confines_small_eps_z():
+    n = 40_000
+    _, _, _, m_free = draw(n=n)
+    _, _, z, m = draw(n=n, restrict_M=True)
+    eps_z = z / (1 + TAU) ** m
+    small = eps_z < 0.005
+    p_small = 2 * stats.norm.cdf(0.5) - 1  # P(|N(0, 1)| < 0.5) = 0.383
+    assert abs(small.double().mean().item() - p_small) < 4 * math.sqrt(p_small * (1 - p_small) / n)
+    # every sample with |eps_z| < 0.005 has m in [0, 0.7 M]; the others keep U[0, M]
+    assert (m[small] <= 0.7 * M).all()
+    assert stats.kstest(m[small].numpy(), stats.uniform(0, 0.7 * M).cdf).pvalue > 1e-3
+    assert stats.kstest(m[~small].numpy(), stats.uniform(0, M).cdf).pvalue > 1e-3
+    # so the fraction with m > 0.7 M drops from 0.3 to 0.3 (1 - 0.383) = 0.185
+    expected_free, expected_restricted = 0.3, 0.3 * (1 - p_small)
+    frac_free = (m_free > 0.7 * M).double().mean().item()
+    frac_restricted = (m > 0.7 * M).double().mean().item()
+    assert abs(frac_free - expected_free) < 4 * math.sqrt(0.3 * 0.7 / n)
+    assert abs(frac_restricted - expected_restricted) < 4 * math.sqrt(expected_restricted / n)
+
+
+def test_generator_reproduces():
+    y = torch.randn(10, 2, generator=gen(1))
+    a = perturb(y, M, SIGMA, TAU, generator=gen(5))
+    b = perturb(y, M, SIGMA, TAU, generator=gen(5))
+    c = perturb(y, M, SIGMA, TAU, generator=gen(6))
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[0], c[0])
+
+
+# --- the hyper-parameter rule ---------------------------------------------------------------
+
+def test_rule_reproduces_cifar10():
+    hp = hyperparameter_rule(3072, 30.0)
+    # official hyper-parameters.py: M = 287, z_max = 38.6, upper_norm = 2679; the config ships 291 / 40 / 3000
+    assert 287 <= hp.M <= 291
+    assert 38 <= hp.z_max <= 40
+    assert 2600 <= hp.upper_norm <= 3000
+    assert hp.M == 287 and hp.z_max == pytest.approx(38.57, abs=0.01) and hp.upper_norm == pytest.approx(2679, abs=1)
+
+
+def test_rule_reproduces_fact_sheet_mnist_example():
+    hp = hyperparameter_rule(784, 9.3)
+    assert hp.M == 245
+    assert hp.z_max == pytest.approx(11.1, abs=0.05)
+    assert hp.upper_norm == pytest.approx(391, abs=1)
+
+
+def test_rule_relations():
+    hp = hyperparameter_rule(100, 5.0, sigma=0.02, tau=0.05)
+    scale = hp.sigma * (1 + hp.tau) ** hp.M
+    assert hp.z_max == pytest.approx(math.sqrt(2 / math.pi) * scale, rel=1e-12)
+    # upper_norm / z_max = sqrt(pi N / 2): the prior plane sits where the largest-m perturbations live
+    assert hp.upper_norm / hp.z_max == pytest.approx(math.sqrt(math.pi * 100 / 2), rel=1e-12)
+    # M grows with the data norm (farther data need more doublings)
+    assert hyperparameter_rule(100, 50.0).M > hyperparameter_rule(100, 5.0).M
+    assert isinstance(hp, PFGMHyperparameters) and hp.to_dict()["M"] == hp.M
+
+
+def test_hyperparameters_for_uses_numel_and_mean_norm():
+    data = torch.randn(500, 1, 4, 4, generator=gen(2))
+    hp = hyperparameters_for(data)
+    assert hp.N == 16
+    assert hp.mean_norm == pytest.approx(data.flatten(1).norm(dim=1).mean().item(), rel=1e-6)
+    assert mean_data_norm(torch.full((3, 2), 3.0)) == pytest.approx(math.sqrt(18))
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+def test_errors():
+    y = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="sigma must be finite and > 0, got -0.01"):
+        perturb(y, M, -0.01, TAU)
+    with pytest.raises(ValueError, match="tau must be finite and > 0, got 0"):
+        perturb(y, M, SIGMA, 0)
+    with pytest.raises(ValueError, match="tau must be finite and > 0, got -0.1"):
+        hyperparameter_rule(10, 1.0, tau=-0.1)
+    with pytest.raises(ValueError, match="M must be >= 1, got 0"):
+        perturb(y, 0, SIGMA, TAU)
+    with pytest.raises(ValueError, match=r"y must have shape \(B, \.\.\.\) with a batch dimension, got \(4,\)"):
+        perturb(torch.zeros(4), M, SIGMA, TAU)
+    with pytest.raises(ValueError, match="mean_norm = 0.001 is too small"):
+        hyperparameter_rule(3072, 1e-3)
+    with pytest.raises(ValueError, match="mean_norm must be finite and > 0"):
+        hyperparameter_rule(3072, 0.0)
+    with pytest.raises(ValueError, match=r"data must have shape \(B, \.\.\.\) with B >= 1, got \(5,\)"):
+        mean_data_norm(torch.ones(5))
+    with pytest.raises(ValueError, match="data must be finite"):
+        mean_data_norm(torch.tensor([[float("nan"), 1.0]]))
+    with pytest.raises(TypeError, match="N must be an int"):
+        hyperparameter_rule(2.5, 1.0)
