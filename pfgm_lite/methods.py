@@ -155,11 +155,15 @@ class PFGM(Method):
         return s.x.reshape(n, *self.data_shape), s.z
 
     def velocity(self, prediction: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """dx/d(log z): from the x-part and exact E_hat_z = z, or z v_x / v_z (paper)."""
+        """dx/d(log z): from the x-part and exact E_hat_z = z (norm capped at ||x|| + 2 n_bar), or z v_x / v_z (paper)."""
         v_x, v_z = prediction[:, : self.N], prediction[:, self.N]
         if self.z_velocity == "exact":
             x_flat = x.reshape(x.shape[0], -1)
             dx = log_z_velocity_from_normalized(v_x, t, self.gamma_at(x_flat, t))
+            # E_hat_x is a convex combination of the displacements x - y_i, so ||E_hat_x|| <= ||x|| + max ||y||;
+            # with max ||y|| ~ 2 n_bar this stops a bad prediction far from the data from flinging points away
+            bound = x_flat.norm(dim=1) + 2 * self.hp.mean_norm
+            dx = dx * (bound / dx.norm(dim=1).clamp_min(1e-30)).clamp(max=1.0)[:, None]
         else:
             dx = t[:, None] * v_x / torch.clamp(v_z, max=-1e-5)[:, None]
         return dx.reshape(x.shape)

@@ -169,8 +169,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     mu_a, mu_b = a.mean(0).numpy(), b.mean(0).numpy()
     eps = 1e-6 * np.eye(a.shape[1])   # keeps sqrtm defined when a feature set is degenerate (e.g. noise)
     cov_a, cov_b = np.cov(a.numpy(), rowvar=False) + eps, np.cov(b.numpy(), rowvar=False) + eps
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    root = root.real
+    root = np.real(linalg.sqrtm(cov_a @ cov_b))
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
