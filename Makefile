@@ -38,7 +38,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(STAMP)
-	PFGM_LITE_QUICK=1 $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS)
+	PFGM_LITE_QUICK=1 $(BIN)/python -m pytest tests notebooks $(NBVAL) --durations=10 $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	PFGM_LITE_QUICK=1 $(BIN)/python -m pytest tests $(PYTEST_ARGS)

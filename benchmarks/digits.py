@@ -32,7 +32,8 @@ def main() -> None:
           f"torch threads: {torch.get_num_threads()}")
     print(f"real-vs-real floor ({args.n} training digits vs 1000 held-out): FID {floor['fid']:.1f}, "
           f"confidence {floor['confidence']:.3f}, coverage {floor['coverage']}/10")
-    print(f"{'sampler':>10} | {'NFE':>4} | {'s / 100 img':>11} | {'confidence':>10} | {'coverage':>8} | {'FID':>7}")
+    print(f"{'sampler':>10} | {'NFE':>4} | {'s / 100 img':>11} | {'confidence':>10} | {'> 0.9':>5} | {'coverage':>8} | "
+          f"{'FID':>7}")
     runs = [("euler", 10), ("euler", 20), ("euler", 50), ("heun", 5), ("heun", 10), ("heun", 20), ("rk45", 1)]
     for solver, steps in runs:
         g = torch.Generator().manual_seed(args.seed)
@@ -41,8 +42,8 @@ def main() -> None:
         seconds = (time.perf_counter() - start) * 100 / args.n
         q = metrics.digit_sample_quality(classifier, out.x, test_images)
         name = solver if solver == "rk45" else f"{solver} {steps}"
-        print(f"{name:>10} | {out.nfe:4d} | {seconds:11.2f} | {q['confidence']:10.3f} | {q['coverage']:5d}/10 | "
-              f"{q['fid']:7.1f}")
+        print(f"{name:>10} | {out.nfe:4d} | {seconds:11.2f} | {q['confidence']:10.3f} | {q['confident']:5.0%} | "
+              f"{q['coverage']:5d}/10 | {q['fid']:7.1f}")
 
 
 if __name__ == "__main__":

@@ -176,12 +176,14 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 def digit_sample_quality(model: DigitClassifier, samples: torch.Tensor, real: torch.Tensor) -> dict:
     """What the classifier says about generated digits (B, 1, 28, 28) against real held-out digits.
 
-    returns: confidence (mean max-softmax), class_counts (10,), coverage (classes with >= 1% of samples),
+    returns: confidence (mean max-softmax), confident (fraction of samples with max-softmax > 0.9),
+             class_counts (10,), coverage (classes with >= 1% of samples),
              fid (Frechet distance in the classifier's 128-d feature space).
     """
     with torch.no_grad():
         probs = torch.softmax(model(samples.clamp(-1, 1)), dim=1)
         feats_s, feats_r = model.features(samples.clamp(-1, 1)), model.features(real)
     counts = torch.bincount(probs.argmax(1), minlength=10)
-    return dict(confidence=probs.max(1).values.mean().item(), class_counts=counts.tolist(),
+    top = probs.max(1).values
+    return dict(confidence=top.mean().item(), confident=(top > 0.9).float().mean().item(), class_counts=counts.tolist(),
                 coverage=int((counts >= 0.01 * len(samples)).sum()), fid=frechet_distance(feats_s, feats_r))
