@@ -104,11 +104,9 @@ def _sample(args) -> int:
         ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.5)
         ax.set_aspect("equal")
     else:
-        from torchvision.utils import make_grid
+        from .plotting import show_images
 
-        grid = make_grid(x[:64].clamp(-1, 1) * 0.5 + 0.5, nrow=8)
-        ax.imshow(grid.permute(1, 2, 0).numpy())
-        ax.axis("off")
+        show_images(x[:64], nrow=8, ax=ax)
     ax.set_title(f"{args.n} samples, {args.solver}, NFE = {result.nfe}")
     fig.savefig(out, dpi=120, bbox_inches="tight")
     print(f"{args.n} samples with {args.solver} (NFE = {result.nfe}) -> {out} and {out.with_suffix('.pt')}")

@@ -167,3 +167,27 @@ def plot_radius_histogram(ax, x, height: float, bins: int = 40, color: str = "C0
     ax.axvline(math.log10(height), color="gray", ls=":", lw=1)
     ax.set_xlabel(r"$\log_{10} R$, $R = \|x\|$ on the plane $z = z_{max}$")
     ax.set_ylabel("density")
+
+
+def show_images(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax=None, cmap: str = "gray_r"):
+    """Draw a grid of images in [-1, 1] (torchvision.utils.make_grid); returns the axes.
+
+    images: (B, C, H, W); one channel is drawn with `cmap` (ink dark on white), three as RGB.
+    """
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have shape (B, 1 or 3, H, W), got {tuple(images.shape)}")
+    grid = make_grid(images.detach().cpu().clamp(-1, 1) * 0.5 + 0.5, nrow=nrow, padding=1, pad_value=1.0)
+    if ax is None:
+        rows = -(-len(images) // nrow)
+        ax = plt.subplots(figsize=(min(nrow, len(images)) * 0.6, rows * 0.6))[1]
+    if images.shape[1] == 1:
+        ax.imshow(grid[0].numpy(), cmap=cmap, vmin=0, vmax=1)
+    else:
+        ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax

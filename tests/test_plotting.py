@@ -67,3 +67,13 @@ def test_radius_histogram_density_integrates_to_one(ax):
 def test_polar_angle_histogram_rejects_signed_angles_above_n_1(ax):
     with pytest.raises(ValueError, match="signed angles only describe the N = 1 half-plane"):
         plotting.plot_polar_angle_histogram(ax, np.zeros(3), 2, signed=True)
+
+
+def test_show_images_draws_a_grid_and_rejects_bad_shapes():
+    fig, ax = plt.subplots()
+    out = plotting.show_images(torch.zeros(6, 1, 8, 8), nrow=3, ax=ax, title="t")
+    assert out is ax and ax.get_title() == "t" and len(ax.images) == 1
+    assert ax.images[0].get_array().shape == (2 * 9 + 1, 3 * 9 + 1)   # make_grid with padding 1
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"\(B, 1 or 3, H, W\)"):
+        plotting.show_images(torch.zeros(6, 8, 8))
