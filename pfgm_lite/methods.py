@@ -155,7 +155,8 @@ class PFGM(Method):
         return s.x.reshape(n, *self.data_shape), s.z
 
     def velocity(self, prediction: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """dx/d(log z): from the x-part and exact E_hat_z = z (norm capped at ||x|| + 2 n_bar), or z v_x / v_z (paper)."""
+        """dx/d(log z): from the x-part and the exact E_hat_z = z (norm capped at ||x|| + 2 n_bar),
+        or z v_x / v_z with the predicted v_z (paper)."""
         v_x, v_z = prediction[:, : self.N], prediction[:, self.N]
         if self.z_velocity == "exact":
             x_flat = x.reshape(x.shape[0], -1)

@@ -77,8 +77,8 @@ def test_feature_fid_separates_real_from_noise(split):
     train_x, _, test_x, _ = split
     model = metrics.digit_classifier()
     real = metrics.digit_sample_quality(model, train_x[:500], test_x)
-    noise = metrics.digit_sample_quality(model, torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1,
-                                         test_x)
+    noise_images = torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise = metrics.digit_sample_quality(model, noise_images, test_x)
     assert real["fid"] < 25 and noise["fid"] > 20 * real["fid"]
     assert real["coverage"] == 10 and noise["coverage"] <= 3
     assert real["confidence"] > 0.9
