@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_positive, check_tensor
+from .checks import check_int, check_positive
 from .methods import Method, Predictor
 
 SOLVERS = ("euler", "heun", "rk45")
@@ -121,7 +122,8 @@ def encode(method: Method, predict: Predictor, x: torch.Tensor, t_max: float, so
 
 
 def log_likelihood(method: Method, net: torch.nn.Module, x: torch.Tensor, t_max: float,
-                   log_prior: callable, exact_divergence: bool = True, rtol: float = 1e-5, atol: float = 1e-5,
+                   log_prior: Callable[[torch.Tensor], torch.Tensor], exact_divergence: bool = True,
+                   rtol: float = 1e-5, atol: float = 1e-5,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """log p(x) by the instantaneous change of variables along the forward ODE from t_min to t_max.
 

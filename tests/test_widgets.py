@@ -46,6 +46,7 @@ def test_explorer_controls():
     assert isinstance(box, ipywidgets.VBox)
     (preset, text), (lines, radius), out = box.children[0].children, box.children[1].children, box.children[2]
     assert isinstance(out, ipywidgets.Output)
+    assert lines.value == 60 and radius.value == 4.0
     preset.value = "three in a row"
     assert text.value == widgets.PRESETS["three in a row"]
     plt.close("all")
