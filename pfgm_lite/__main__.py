@@ -2,7 +2,7 @@
 
     python -m pfgm_lite train --data moons --steps 2000 --out runs/moons
     python -m pfgm_lite sample --run runs/moons --n 5000 --solver rk45 --out samples.png
-    python -m pfgm_lite train --data digits --steps 3000 --out runs/digits --export checkpoints/pfgm_digits.pt
+    python -m pfgm_lite train --data digits --out runs/digits --export checkpoints/pfgm_digits.pt
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, choices=toy_names() + ["digits"],
                     help="toy dataset name, or 'digits' (the 4000 offline MNIST training digits, U-Net)")
     tr.add_argument("--out", required=True, help="run folder for the checkpoint")
-    tr.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    tr.add_argument("--steps", type=int, default=None, help="training steps (default 2000 for toys, 4500 for digits)")
     tr.add_argument("--n-data", type=int, default=100_000, help="dataset size drawn from the toy (default 100000)")
     tr.add_argument("--batch-size", type=int, default=None, help="default 256 (toys), 64 (digits)")
     tr.add_argument("--large-batch-size", type=int, default=2048)
-    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--lr", type=float, default=None, help="default 1e-3 (toys), 3e-3 (digits)")
     tr.add_argument("--export", default=None, help="also write a slim copy (no optimizer state) to this file")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--recipe", choices=["lite", "paper"], default="lite",
@@ -59,16 +59,17 @@ def _train(args) -> int:
 
         data = digit_split()[0]
         net = digits_network()
-        config = digits_train_config(args.steps)
+        config = digits_train_config() if args.steps is None else digits_train_config(args.steps)
     else:
         data = sample_toy(args.data, args.n_data, torch.Generator().manual_seed(args.seed))
         net = MLP(2)
-        config = TrainConfig(steps=args.steps)
+        config = TrainConfig(steps=2000 if args.steps is None else args.steps)
     hp = hyperparameters_for(data)
     shape = tuple(data.shape[1:])
     method = PFGM.paper(hp, shape) if args.recipe == "paper" else PFGM(hp, shape)
     config.batch_size = args.batch_size or config.batch_size
-    config.large_batch_size, config.lr, config.seed = args.large_batch_size, args.lr, args.seed
+    config.large_batch_size, config.seed = args.large_batch_size, args.seed
+    config.lr = config.lr if args.lr is None else args.lr
     config.device = args.device
     out = Path(args.out)
     resume = out / "checkpoint.pt" if args.resume else None

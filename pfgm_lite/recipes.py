@@ -51,9 +51,15 @@ def toy_model(name: str = "moons", progress: bool = True) -> tuple[PFGM, TrainRe
 # Digits (notebook 06): the U-Net PFGM on the 4000 training digits of metrics.digit_split()
 # --------------------------------------------------------------------------------------------------
 
-def digits_train_config(steps: int = 3000) -> TrainConfig:
-    """Training config of the shipped digits model (about 10 minutes on 2 CPU cores at 3000 steps)."""
-    return TrainConfig(steps=steps, batch_size=64, large_batch_size=2048, lr=1e-3, warmup=100,
+DIGITS_STEPS = 4500
+
+
+def digits_train_config(steps: int = DIGITS_STEPS) -> TrainConfig:
+    """Training config of the shipped digits model: 4500 steps take about 9 minutes on 2 idle CPU cores.
+
+    lr = 3e-3: at 3000 steps it reached FID 64 (Heun, 20 steps) against 93 for lr = 1e-3.
+    """
+    return TrainConfig(steps=steps, batch_size=64, large_batch_size=2048, lr=3e-3, warmup=100,
                        ema_decay=0.999, seed=0)
 
 

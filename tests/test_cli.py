@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from pfgm_lite import recipes
 from pfgm_lite.__main__ import main
 from pfgm_lite.train import load_checkpoint
 
@@ -44,6 +45,7 @@ def test_train_then_sample(tmp_path):
     ckpt = load_checkpoint(run / "checkpoint.pt")
     assert ckpt["step"] == 30 and len(ckpt["losses"]) == 30
     assert ckpt["train_config"]["batch_size"] == 64 and ckpt["train_config"]["large_batch_size"] == 256
+    assert ckpt["train_config"]["lr"] == 1e-3  # the toy default
 
     out = tmp_path / "samples" / "s.png"
     sampled = run_cli("sample", "--run", run, "--n", 200, "--solver", "heun", "--steps", 5, "--device", "cpu",
@@ -53,6 +55,17 @@ def test_train_then_sample(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     x = torch.load(out.with_suffix(".pt"), weights_only=True)
     assert x.shape == (200, 2) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("lr_args, lr", [([], recipes.digits_train_config().lr), (["--lr", "5e-4"], 5e-4)])
+def test_digits_defaults_come_from_the_recipe(tmp_path, lr_args, lr):
+    # in-process: two steps of the digits U-Net; unset flags take the shipped recipe's values, set ones win
+    args = ["train", "--data", "digits", "--steps", "2", "--batch-size", "8", "--large-batch-size", "64",
+            "--device", "cpu", "--out", str(tmp_path / "run"), *lr_args]
+    assert main(args) == 0
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["train_config"]["lr"] == lr and ckpt["step"] == 2
+    assert ckpt["network"] == recipes.digits_network().config
 
 
 def test_unknown_dataset_fails_with_a_message(tmp_path, capsys):

@@ -1,6 +1,7 @@
 """Digits: offline loaders, the shipped classifier and weights, the feature-space FID, a U-Net smoke run."""
 import socket
 import struct
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -113,6 +114,10 @@ def test_shipped_digits_model_loads_and_samples_digit_shapes():
     assert path.exists(), "the digits PFGM must ship in checkpoints/"
     method, net, ckpt = train.load_model(path, device="cpu")
     assert method.data_shape == (1, 28, 28) and ckpt["step"] >= 1000
+    # the shipped weights were made with today's recipe, so the command in the README reproduces them
+    assert ckpt["train_config"] == asdict(recipes.digits_train_config())
+    assert ckpt["network"] == recipes.digits_network().config
+    assert ckpt["method"] == recipes.digits_method(metrics.digit_split()[0]).to_config()
     out = sampling.sample(method, method.predictor(net), 4, solver="heun", steps=4,
                           generator=torch.Generator().manual_seed(0))
     assert out.x.shape == (4, 1, 28, 28) and torch.isfinite(out.x).all()
