@@ -103,6 +103,8 @@ def test_missing_run_exit_code_from_the_shell(tmp_path):
     (["train", "--data", "moons", "--out", "X", "--n-data", "100", "--large-batch-size", "256"],
      "large_batch_size (256) is larger than the dataset (100 points)"),
     (["train", "--data", "moons", "--out", "X", "--steps", "0"], "steps must be >= 1, got 0"),
+    # an explicit 0 is an error, not "use the default"
+    (["train", "--data", "digits", "--out", "X", "--lr", "0"], "lr must be finite and > 0, got 0.0"),
 ])
 def test_bad_train_settings_exit_2(tmp_path, capsys, args, message):
     args = [str(tmp_path / a) if a == "X" else a for a in args]
