@@ -15,7 +15,10 @@ import torch
 
 def _parser() -> argparse.ArgumentParser:
     from .data import toy_names
+    from .recipes import digits_train_config
+    from .train import TrainConfig
 
+    toy, digits = TrainConfig(), digits_train_config()
     parser = argparse.ArgumentParser(prog="python -m pfgm_lite", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -23,11 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", required=True, choices=toy_names() + ["digits"],
                     help="toy dataset name, or 'digits' (the 4000 offline MNIST training digits, U-Net)")
     tr.add_argument("--out", required=True, help="run folder for the checkpoint")
-    tr.add_argument("--steps", type=int, default=None, help="training steps (default 2000 for toys, 4500 for digits)")
+    tr.add_argument("--steps", type=int, default=None,
+                    help=f"training steps (default {toy.steps} for toys, {digits.steps} for digits)")
     tr.add_argument("--n-data", type=int, default=100_000, help="dataset size drawn from the toy (default 100000)")
     tr.add_argument("--batch-size", type=int, default=None, help="default 256 (toys), 64 (digits)")
     tr.add_argument("--large-batch-size", type=int, default=2048)
-    tr.add_argument("--lr", type=float, default=None, help="default 1e-3 (toys), 3e-3 (digits)")
+    tr.add_argument("--lr", type=float, default=None, help=f"default {toy.lr:g} (toys), {digits.lr:g} (digits)")
     tr.add_argument("--export", default=None, help="also write a slim copy (no optimizer state) to this file")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--recipe", choices=["lite", "paper"], default="lite",
@@ -63,7 +67,7 @@ def _train(args) -> int:
     else:
         data = sample_toy(args.data, args.n_data, torch.Generator().manual_seed(args.seed))
         net = MLP(2)
-        config = TrainConfig(steps=2000 if args.steps is None else args.steps)
+        config = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
     hp = hyperparameters_for(data)
     shape = tuple(data.shape[1:])
     method = PFGM.paper(hp, shape) if args.recipe == "paper" else PFGM(hp, shape)
