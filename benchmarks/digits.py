@@ -31,7 +31,8 @@ def main() -> None:
     print(f"model: {args.checkpoint} ({ckpt['step']} training steps); {args.n} samples per row; "
           f"torch threads: {torch.get_num_threads()}")
     print(f"real-vs-real floor ({args.n} training digits vs 1000 held-out): FID {floor['fid']:.1f}, "
-          f"confidence {floor['confidence']:.3f}, coverage {floor['coverage']}/10")
+          f"confidence {floor['confidence']:.3f}, confident (> 0.9) {floor['confident']:.0%}, "
+          f"coverage {floor['coverage']}/10")
     print(f"{'sampler':>10} | {'NFE':>4} | {'s / 100 img':>11} | {'confidence':>10} | {'> 0.9':>5} | {'coverage':>8} | "
           f"{'FID':>7}")
     runs = [("euler", 10), ("euler", 20), ("euler", 50), ("heun", 5), ("heun", 10), ("heun", 20), ("rk45", 1)]

@@ -15,7 +15,7 @@ import torch
 
 def _parser() -> argparse.ArgumentParser:
     from .data import toy_names
-    from .recipes import digits_train_config
+    from .recipes import DIGITS_EMPHASIS, digits_train_config
     from .train import TrainConfig
 
     toy, digits = TrainConfig(), digits_train_config()
@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=None, help="default 256 (toys), 64 (digits)")
     tr.add_argument("--large-batch-size", type=int, default=2048)
     tr.add_argument("--lr", type=float, default=None, help=f"default {toy.lr:g} (toys), {digits.lr:g} (digits)")
+    tr.add_argument("--emphasis", type=float, default=None,
+                    help=f"share of training points drawn where the digit takes shape (default 0 for toys, "
+                         f"{DIGITS_EMPHASIS:g} for digits; the paper's uniform m is 0)")
     tr.add_argument("--export", default=None, help="also write a slim copy (no optimizer state) to this file")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--recipe", choices=["lite", "paper"], default="lite",
@@ -55,6 +58,7 @@ def _train(args) -> int:
     from .methods import PFGM
     from .nets import MLP
     from .perturb import hyperparameters_for
+    from .recipes import DIGITS_EMPHASIS
     from .train import TrainConfig, save_checkpoint, train
 
     if args.data == "digits":
@@ -70,7 +74,13 @@ def _train(args) -> int:
         config = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
     hp = hyperparameters_for(data)
     shape = tuple(data.shape[1:])
-    method = PFGM.paper(hp, shape) if args.recipe == "paper" else PFGM(hp, shape)
+    if args.recipe == "paper":
+        if args.emphasis:
+            raise ValueError(f"--emphasis {args.emphasis:g} belongs to the lite recipe; the paper draws m uniformly")
+        method = PFGM.paper(hp, shape)
+    else:
+        default = DIGITS_EMPHASIS if args.data == "digits" else 0.0
+        method = PFGM(hp, shape, emphasis=default if args.emphasis is None else args.emphasis)
     config.batch_size = args.batch_size or config.batch_size
     config.large_batch_size, config.seed = args.large_batch_size, args.seed
     config.lr = config.lr if args.lr is None else args.lr

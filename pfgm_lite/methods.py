@@ -19,7 +19,7 @@ from torch import nn
 
 from .checks import check_positive, check_tensor
 from .field import data_scaled_gamma, empirical_field, log_z_velocity_from_normalized, normalize_field
-from .perturb import PFGMHyperparameters, perturb
+from .perturb import PFGMHyperparameters, band_exponents, perturb
 from .prior import CLIP_MODES, sample_prior
 
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -90,6 +90,8 @@ class PFGM(Method):
     clip:        prior clipping, "ray" or "radius" (paper) or "none"; see prior.sample_prior
     z_velocity:  "exact": dx/dlog z from the predicted x-part and the exact E_hat_z = z;
                  "network": z v_x / v_z with the predicted v_z (paper)
+    emphasis:    fraction of training points whose m is drawn from perturb.band_exponents(hp), where the noise
+                 per dimension is 0.1 to 3 times the data's scale, instead of U[0, M] (paper: 0)
     PFGM.paper(...) gives the paper's recipe; the defaults are ours (see notebooks 04-05 for why).
     """
 
@@ -98,7 +100,7 @@ class PFGM(Method):
 
     def __init__(self, hp: PFGMHyperparameters, data_shape: tuple[int, ...], gamma: float | str = "scaled",
                  precondition: bool = True, restrict_M: bool = False, clip: str = "ray",
-                 z_velocity: str = "exact"):
+                 z_velocity: str = "exact", emphasis: float = 0.0):
         super().__init__(data_shape)
         if hp.N != self.N:
             raise ValueError(f"hyper-parameters were made for N = {hp.N} but data_shape {self.data_shape} "
@@ -110,7 +112,11 @@ class PFGM(Method):
         if z_velocity not in ("exact", "network"):
             raise ValueError(f"z_velocity must be 'exact' or 'network', got {z_velocity!r}")
         self.hp, self.gamma, self.precondition = hp, gamma, bool(precondition)
+        emphasis = check_positive("emphasis", emphasis, allow_zero=True)
+        if emphasis > 1:
+            raise ValueError(f"emphasis must be in [0, 1] (a fraction of the training points), got {emphasis}")
         self.restrict_M, self.clip, self.z_velocity = bool(restrict_M), clip, z_velocity
+        self.emphasis = float(emphasis)
         self.t_min = hp.z_min
 
     @classmethod
@@ -128,7 +134,8 @@ class PFGM(Method):
     def perturb(self, y: torch.Tensor, generator: torch.Generator | None = None):
         """x = y + eps_x (1+tau)^m, z = |eps_z| (1+tau)^m (perturb.perturb); returns x (B, *shape), z (B,)."""
         self.check_data("y", y)
-        x, z, _ = perturb(y, self.hp.M, self.hp.sigma, self.hp.tau, self.restrict_M, generator)
+        x, z, _ = perturb(y, self.hp.M, self.hp.sigma, self.hp.tau, self.restrict_M, generator,
+                          band=band_exponents(self.hp), emphasis=self.emphasis)
         return x, z
 
     def target(self, x: torch.Tensor, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
@@ -173,7 +180,7 @@ class PFGM(Method):
         """Everything needed to rebuild this method (stored in checkpoints)."""
         return dict(name=self.name, data_shape=list(self.data_shape), hp=self.hp.to_dict(), gamma=self.gamma,
                     precondition=self.precondition, restrict_M=self.restrict_M, clip=self.clip,
-                    z_velocity=self.z_velocity)
+                    z_velocity=self.z_velocity, emphasis=self.emphasis)
 
 
 def method_from_config(config: dict) -> Method:

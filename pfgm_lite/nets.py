@@ -66,33 +66,62 @@ class MLP(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, plus a per-channel shift from the condition features."""
+    """GroupNorm-SiLU-conv twice; the condition scales and shifts the second normalization (FiLM).
+
+    h = conv1(silu(norm1(x))),  h = norm2(h) (1 + a(c)) + b(c),  out = conv2(silu(h)) + skip(x)
+    """
 
     def __init__(self, c_in: int, c_out: int, n_features: int):
         super().__init__()
         self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.cond = nn.Linear(n_features, c_out)
+        self.cond = nn.Linear(n_features, 2 * c_out)
         self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(torch.nn.functional.silu(self.norm1(x)))
-        h = h + self.cond(emb)[:, :, None, None]
-        h = self.conv2(torch.nn.functional.silu(self.norm2(h)))
+        scale, shift = self.cond(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(torch.nn.functional.silu(h))
         return h + self.skip(x)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the pixels of a feature map, with a residual: (B, C, H, W) -> (B, C, H, W).
+
+    Every pixel of the coarsest level sees every other one, so the network can make a digit's parts agree.
+    """
+
+    def __init__(self, channels: int, heads: int = 4):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention channels must be divisible by heads = {heads}, got {channels}")
+        self.heads = heads
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        # (B, 3, heads, C/heads, HW) -> q, k, v of shape (B, heads, HW, C/heads)
+        q, k, v = (t.transpose(-1, -2) for t in
+                   self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1))
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
 class UNet(nn.Module):
     """Compact U-Net for small images: (B, C, H, W), (B,) -> (B, C*H*W + extra).
 
-    Resolutions H -> H/2 -> H/4 with `channels` (e.g. 16, 32, 32), one ResBlock per level and direction.
+    Resolutions H -> H/2 -> H/4 with `channels` (e.g. 16, 32, 64): one ResBlock per level on the way down and
+    up, and at H/4 a ResBlock, self-attention over the (H/4)^2 pixels and a second ResBlock.
     The `extra` outputs are the spatial means of extra output channels (the paper's z-component trick).
     H and W must be divisible by 4 (28x28 and 32x32 are).
     """
 
-    def __init__(self, image_channels: int = 1, image_size: int = 28, channels: tuple[int, ...] = (16, 32, 32),
+    def __init__(self, image_channels: int = 1, image_size: int = 28, channels: tuple[int, ...] = (16, 32, 64),
                  extra: int = 1, n_features: int = 32):
         super().__init__()
         check_int("image_channels", image_channels)
@@ -101,6 +130,8 @@ class UNet(nn.Module):
             raise ValueError(f"image_size must be divisible by 4, got {image_size}")
         if len(channels) != 3:
             raise ValueError(f"channels must have 3 entries (one per resolution), got {channels}")
+        if channels[2] % 4:
+            raise ValueError(f"channels[2] must be divisible by 4 (the attention heads), got {channels}")
         _check_n_features(n_features)
         self.config = dict(kind="unet", image_channels=image_channels, image_size=image_size,
                            channels=list(channels), extra=extra, n_features=n_features)
@@ -113,6 +144,8 @@ class UNet(nn.Module):
         self.down1 = ResBlock(c1, c1, n_features)
         self.down2 = ResBlock(c1, c2, n_features)
         self.mid = ResBlock(c2, c3, n_features)
+        self.attention = SelfAttention(c3)
+        self.mid2 = ResBlock(c3, c3, n_features)
         self.up2 = ResBlock(c3 + c2, c2, n_features)
         self.up1 = ResBlock(c2 + c1, c1, n_features)
         self.out = nn.Sequential(nn.GroupNorm(min(8, c1), c1), nn.SiLU(),
@@ -128,6 +161,7 @@ class UNet(nn.Module):
         h1 = self.down1(self.inp(x), emb)                                        # H
         h2 = self.down2(nn.functional.avg_pool2d(h1, 2), emb)                    # H/2
         h3 = self.mid(nn.functional.avg_pool2d(h2, 2), emb)                      # H/4
+        h3 = self.mid2(self.attention(h3), emb)
         u2 = self.up2(torch.cat([nn.functional.interpolate(h3, scale_factor=2.0), h2], 1), emb)
         u1 = self.up1(torch.cat([nn.functional.interpolate(u2, scale_factor=2.0), h1], 1), emb)
         out = self.out(u1)

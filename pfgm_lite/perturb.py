@@ -70,14 +70,34 @@ def hyperparameters_for(data: torch.Tensor, sigma: float = 0.01, tau: float = 0.
     return hyperparameter_rule(n_dims, mean_data_norm(data), sigma=sigma, tau=tau)
 
 
+def band_exponents(hp: PFGMHyperparameters, low: float = 0.1, high: float = 3.0) -> tuple[float, float]:
+    """The exponents (m_low, m_high) where the noise per dimension, sigma (1+tau)^m, is `low` and `high` times
+    the data's scale per dimension n_bar / sqrt(N); clipped to [0, M].
+
+    m = ln(c n_bar / (sqrt(N) sigma)) / ln(1 + tau) for c = low, high.  Digits: noise 0.1 to 2.9 per pixel, m = 77 to 191.
+    """
+    low, high = check_positive("low", low), check_positive("high", high)
+    if low >= high:
+        raise ValueError(f"low must be smaller than high, got low = {low}, high = {high}")
+    scale = hp.mean_norm / math.sqrt(hp.N)
+
+    def exponent(c: float) -> float:
+        return min(max(math.log(c * scale / hp.sigma) / math.log1p(hp.tau), 0.0), float(hp.M))
+
+    return exponent(low), exponent(high)
+
+
 def perturb(y: torch.Tensor, M: int, sigma: float, tau: float, restrict_M: bool = False,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            generator: torch.Generator | None = None, band: tuple[float, float] | None = None,
+            emphasis: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Perturb data into the upper half-space with the PFGM kernel.
 
     y:        (B, *shape) data on the plane z = 0
     returns:  x (B, *shape) perturbed positions, z (B,) heights > 0, m (B,) the drawn exponents
     x = y + eps_x (1+tau)^m, z = |eps_z| (1+tau)^m, m ~ U[0, M]; with restrict_M, samples whose
     |eps_z| < 0.005 get m ~ U[0, 0.7 M] instead (official code; it confines the norms, App. B.1.1).
+    emphasis: the fraction of samples whose m is drawn from U[band] instead (band = (m_low, m_high), e.g. from
+    band_exponents): more training where the network needs it; the field it should learn does not change.
     """
     check_tensor("y", y)
     if y.dim() < 2:
@@ -85,6 +105,12 @@ def perturb(y: torch.Tensor, M: int, sigma: float, tau: float, restrict_M: bool 
     check_int("M", M)
     sigma = check_positive("sigma", sigma)
     tau = check_positive("tau", tau)
+    if not 0 <= emphasis <= 1:
+        raise ValueError(f"emphasis must be in [0, 1], got {emphasis}")
+    if emphasis > 0:
+        if band is None or len(band) != 2 or not 0 <= band[0] < band[1] <= M:
+            raise ValueError(f"band must be (m_low, m_high) with 0 <= m_low < m_high <= M = {M} when emphasis > 0, "
+                             f"got {band}")
     b = y.shape[0]
     opts = dict(generator=generator, dtype=y.dtype)
     m = torch.rand(b, **opts) * M
@@ -93,6 +119,9 @@ def perturb(y: torch.Tensor, M: int, sigma: float, tau: float, restrict_M: bool 
     if restrict_M:
         small = eps_z.abs() < 0.005
         m = torch.where(small, torch.rand(b, **opts) * 0.7 * M, m)
+    if emphasis > 0:
+        in_band = torch.rand(b, **opts) < emphasis
+        m = torch.where(in_band, band[0] + torch.rand(b, **opts) * (band[1] - band[0]), m)
     scale = (1 + tau) ** m
     x = y + (eps_x * scale.view(-1, *[1] * (y.dim() - 1))).to(y.device)
     z = (eps_z.abs() * scale).clamp_min(1e-10).to(y.device)

@@ -51,11 +51,12 @@ def toy_model(name: str = "moons", progress: bool = True) -> tuple[PFGM, TrainRe
 # Digits (notebook 06): the U-Net PFGM on the 4000 training digits of metrics.digit_split()
 # --------------------------------------------------------------------------------------------------
 
-DIGITS_STEPS = 4500
+DIGITS_STEPS = 3500
+DIGITS_EMPHASIS = 0.5
 
 
 def digits_train_config(steps: int = DIGITS_STEPS) -> TrainConfig:
-    """Training config of the shipped digits model: 4500 steps take about 9 minutes on 2 idle CPU cores.
+    """Training config of the shipped digits model: 3500 steps took 582 s on 2 idle CPU cores.
 
     lr = 3e-3: at 3000 steps it reached FID 64 (Heun, 20 steps) against 93 for lr = 1e-3.
     """
@@ -63,16 +64,20 @@ def digits_train_config(steps: int = DIGITS_STEPS) -> TrainConfig:
                        ema_decay=0.999, seed=0)
 
 
-def digits_method(images: torch.Tensor) -> PFGM:
-    """PFGM for 1x28x28 digits with the hyper-parameter rule applied to the images."""
-    return PFGM(hyperparameters_for(images), data_shape=tuple(images.shape[1:]))
+def digits_method(images: torch.Tensor, emphasis: float = DIGITS_EMPHASIS) -> PFGM:
+    """PFGM for 1x28x28 digits with the hyper-parameter rule applied to the images; half of the training points
+    (emphasis = 0.5) have noise 0.1 to 3 times the pixel scale, where the digit takes shape.
+
+    At 3500 steps: 56% confident samples, FID 30 (RK45, 500 samples) against 48% and 45 with emphasis = 0.
+    """
+    return PFGM(hyperparameters_for(images), data_shape=tuple(images.shape[1:]), emphasis=emphasis)
 
 
 def digits_network():
-    """The compact U-Net of the digits model: 28 -> 14 -> 7, channels 16/32/32."""
+    """The compact U-Net of the digits model: 28 -> 14 -> 7, channels 16/32/64, self-attention at 7x7."""
     from .nets import UNet
 
-    return UNet(image_channels=1, image_size=28, channels=(16, 32, 32), extra=1)
+    return UNet(image_channels=1, image_size=28, channels=(16, 32, 64), extra=1)
 
 
 def shipped_digits_path() -> Path:

@@ -120,8 +120,8 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         ckpt = load_checkpoint(resume)
         if ckpt["method"] != method.to_config():
             raise ValueError(f"checkpoint {resume} was made for a different method configuration")
-        net.load_state_dict(ckpt["net"])
-        ema.load_state_dict(ckpt["ema"])
+        load_weights(net, ckpt["net"], resume)
+        load_weights(ema, ckpt["ema"], resume)
         optimizer.load_state_dict(ckpt["optimizer"])
         generator.set_state(ckpt["generator"])
         losses, step = list(ckpt["losses"]), int(ckpt["step"])
@@ -212,12 +212,24 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def load_weights(net: nn.Module, state: dict, path: str | Path) -> None:
+    """net.load_state_dict(state), with an error that says what to do when the layers do not match."""
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != given:
+        differ = sorted(k for k in expected.keys() | given.keys() if expected.get(k) != given.get(k))
+        raise ValueError(f"{path} holds weights for a different network layout ({len(differ)} tensors differ, "
+                         f"e.g. {differ[:3]}): it was probably made by an older pfgm-lite; retrain it with the "
+                         f"command that made it")
+    net.load_state_dict(state)
+
+
 def load_model(path: str | Path, device: str = "auto") -> tuple[Method, nn.Module, dict]:
     """Method, EMA network (eval mode, on device) and the raw checkpoint dict from a checkpoint file or run folder."""
     ckpt = load_checkpoint(path)
     method = method_from_config(ckpt["method"])
     net = build_network(ckpt["network"])
-    net.load_state_dict(ckpt["ema"])
+    load_weights(net, ckpt["ema"], path)
     return method, net.to(pick_device(device)).eval(), ckpt
 
 
@@ -233,9 +245,9 @@ def train_or_load(method: Method, net: nn.Module, data: torch.Tensor, config: Tr
         same = (ckpt["method"] == method.to_config() and ckpt.get("train_config") == asdict(config)
                 and ckpt["network"] == dict(net.config) and int(ckpt["step"]) == config.steps)
         if same:
-            net.load_state_dict(ckpt["net"])
+            load_weights(net, ckpt["net"], path)
             ema = copy.deepcopy(net).requires_grad_(False)
-            ema.load_state_dict(ckpt["ema"])
+            load_weights(ema, ckpt["ema"], path)
             device = pick_device(config.device)
             return TrainResult(net=net.to(device), ema=ema.to(device), losses=list(ckpt["losses"]),
                                step=int(ckpt["step"]))

@@ -10,6 +10,7 @@ import torch
 
 from pfgm_lite import recipes
 from pfgm_lite.__main__ import main
+from pfgm_lite.metrics import digit_split
 from pfgm_lite.train import load_checkpoint
 
 
@@ -66,6 +67,18 @@ def test_digits_defaults_come_from_the_recipe(tmp_path, lr_args, lr):
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt["train_config"]["lr"] == lr and ckpt["step"] == 2
     assert ckpt["network"] == recipes.digits_network().config
+    assert ckpt["method"] == recipes.digits_method(digit_split()[0]).to_config()   # emphasis included
+
+
+def test_emphasis_flag(tmp_path, capsys):
+    common = ["train", "--data", "moons", "--steps", "2", "--n-data", "500", "--batch-size", "8",
+              "--large-batch-size", "64", "--device", "cpu"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert load_checkpoint(tmp_path / "a")["method"]["emphasis"] == 0.0      # toys: the paper's uniform m
+    assert main([*common, "--emphasis", "0.3", "--out", str(tmp_path / "b")]) == 0
+    assert load_checkpoint(tmp_path / "b")["method"]["emphasis"] == 0.3
+    assert main([*common, "--recipe", "paper", "--emphasis", "0.3", "--out", str(tmp_path / "c")]) == 2
+    assert "--emphasis 0.3 belongs to the lite recipe" in capsys.readouterr().err
 
 
 def test_unknown_dataset_fails_with_a_message(tmp_path, capsys):
@@ -105,6 +118,7 @@ def test_missing_run_exit_code_from_the_shell(tmp_path):
     (["train", "--data", "moons", "--out", "X", "--steps", "0"], "steps must be >= 1, got 0"),
     # an explicit 0 is an error, not "use the default"
     (["train", "--data", "digits", "--out", "X", "--lr", "0"], "lr must be finite and > 0, got 0.0"),
+    (["train", "--data", "moons", "--out", "X", "--emphasis", "1.5"], "emphasis must be in [0, 1]"),
 ])
 def test_bad_train_settings_exit_2(tmp_path, capsys, args, message):
     args = [str(tmp_path / a) if a == "X" else a for a in args]

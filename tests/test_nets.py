@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pfgm_lite.nets import MLP, UNet, build_network, count_parameters, fourier_features
+from pfgm_lite.nets import MLP, SelfAttention, UNet, build_network, count_parameters, fourier_features
 
 SMALL = (8, 16, 16)
 
@@ -36,6 +36,28 @@ def test_unet_output_shape(channels, size):
     net = UNet(channels, size, channels=SMALL)
     out = net(torch.randn(2, channels, size, size), torch.randn(2))
     assert out.shape == (2, channels * size * size + 1)
+
+
+def test_unet_depends_on_condition():
+    torch.manual_seed(0)
+    net = UNet(1, 12, channels=(8, 8, 16), n_features=16)
+    x = torch.randn(3, 1, 12, 12)
+    assert not torch.allclose(net(x, torch.zeros(3)), net(x, torch.full((3,), 3.0)))
+
+
+def test_self_attention_treats_pixels_as_a_set():
+    # no positions enter attention: shuffling the pixels shuffles the output the same way
+    torch.manual_seed(0)
+    attn = SelfAttention(16)
+    x = torch.randn(2, 16, 5, 5)
+    perm = torch.randperm(25)
+    shuffled = x.flatten(2)[:, :, perm].reshape(x.shape)
+    out, out_shuffled = attn(x), attn(shuffled)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out_shuffled, out.flatten(2)[:, :, perm].reshape(x.shape), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out, x, atol=1e-3)   # and it does change its input
+    with pytest.raises(ValueError, match="attention channels must be divisible by heads = 4, got 10"):
+        SelfAttention(10)
 
 
 def test_mlp_depends_on_condition():
@@ -95,6 +117,8 @@ def test_bad_constructor_args():
         UNet(1, 30)
     with pytest.raises(ValueError, match="channels must have 3 entries"):
         UNet(1, 28, channels=(8, 16))
+    with pytest.raises(ValueError, match=r"channels\[2\] must be divisible by 4 \(the attention heads\), got \(8, 16, 18\)"):
+        UNet(1, 28, channels=(8, 16, 18))
     with pytest.raises(ValueError, match="image_channels must be >= 1, got 0"):
         UNet(0, 28)
     with pytest.raises(ValueError, match="unknown network kind 'resnet'"):

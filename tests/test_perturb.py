@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from pfgm_lite.perturb import PFGMHyperparameters, hyperparameter_rule, hyperparameters_for, mean_data_norm, perturb
+from pfgm_lite.perturb import (PFGMHyperparameters, band_exponents, hyperparameter_rule, hyperparameters_for,
+                               mean_data_norm, perturb)
 
 F64 = torch.float64
 M, SIGMA, TAU = 200, 0.01, 0.03
@@ -84,6 +85,35 @@ def test_restrict_M_confines_small_eps_z():
     assert abs(frac_restricted - expected_restricted) < 4 * math.sqrt(expected_restricted / n)
 
 
+def test_emphasis_draws_that_fraction_of_m_from_the_band():
+    n, band = 40_000, (50.0, 120.0)
+    y = torch.randn(n, 3, generator=gen(100), dtype=F64)
+    _, _, m = perturb(y, M, SIGMA, TAU, generator=gen(0), band=band, emphasis=0.5)
+    in_band = ((m >= band[0]) & (m <= band[1])).double().mean().item()
+    expected = 0.5 + 0.5 * (band[1] - band[0]) / M   # the band's own share of U[0, M] plus the emphasized half
+    assert abs(in_band - expected) < 4 * math.sqrt(expected * (1 - expected) / n)
+    # emphasis = 1: every m is uniform on the band
+    _, _, m_all = perturb(y, M, SIGMA, TAU, generator=gen(0), band=band, emphasis=1.0)
+    assert stats.kstest(m_all.numpy(), stats.uniform(band[0], band[1] - band[0]).cdf).pvalue > 1e-3
+    # emphasis = 0 is the paper's kernel, draw for draw
+    plain = perturb(y[:100], M, SIGMA, TAU, generator=gen(3))
+    same = perturb(y[:100], M, SIGMA, TAU, generator=gen(3), band=band, emphasis=0.0)
+    assert all(torch.equal(u, v) for u, v in zip(plain, same))
+
+
+def test_band_exponents_put_the_noise_between_low_and_high_times_the_data_scale():
+    hp = hyperparameter_rule(784, 26.9)
+    m_low, m_high = band_exponents(hp)
+    scale = 26.9 / math.sqrt(784)                         # the data's size per dimension
+    assert math.isclose(hp.sigma * (1 + hp.tau) ** m_low, 0.1 * scale, rel_tol=1e-9)
+    assert math.isclose(hp.sigma * (1 + hp.tau) ** m_high, 3.0 * scale, rel_tol=1e-9)
+    assert 0 < m_low < m_high < hp.M
+    # a band reaching past the largest perturbation is clipped to M (and below sigma to 0)
+    assert band_exponents(hp, low=1e-6, high=1e6) == (0.0, float(hp.M))
+    with pytest.raises(ValueError, match="low must be smaller than high, got low = 3.0, high = 0.1"):
+        band_exponents(hp, low=3, high=0.1)
+
+
 def test_generator_reproduces():
     y = torch.randn(10, 2, generator=gen(1))
     a = perturb(y, M, SIGMA, TAU, generator=gen(5))
@@ -154,3 +184,10 @@ def test_errors():
         mean_data_norm(torch.tensor([[float("nan"), 1.0]]))
     with pytest.raises(TypeError, match="N must be an int"):
         hyperparameter_rule(2.5, 1.0)
+    with pytest.raises(ValueError, match=r"emphasis must be in \[0, 1\], got 1.5"):
+        perturb(y, M, SIGMA, TAU, band=(1.0, 2.0), emphasis=1.5)
+    with pytest.raises(ValueError, match=r"band must be \(m_low, m_high\) with 0 <= m_low < m_high <= M = 200 "
+                                         r"when emphasis > 0, got None"):
+        perturb(y, M, SIGMA, TAU, emphasis=0.5)
+    with pytest.raises(ValueError, match="band must be"):
+        perturb(y, M, SIGMA, TAU, band=(10.0, 300.0), emphasis=0.5)
