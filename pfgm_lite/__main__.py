@@ -58,12 +58,11 @@ def _train(args) -> int:
     from .methods import PFGM
     from .nets import MLP
     from .perturb import hyperparameters_for
-    from .recipes import DIGITS_EMPHASIS
     from .train import TrainConfig, save_checkpoint, train
 
     if args.data == "digits":
         from .metrics import digit_split
-        from .recipes import digits_network, digits_train_config
+        from .recipes import digits_method, digits_network, digits_train_config
 
         data = digit_split()[0]
         net = digits_network()
@@ -78,9 +77,10 @@ def _train(args) -> int:
         if args.emphasis:
             raise ValueError(f"--emphasis {args.emphasis:g} belongs to the lite recipe; the paper draws m uniformly")
         method = PFGM.paper(hp, shape)
+    elif args.data == "digits":
+        method = digits_method(data) if args.emphasis is None else digits_method(data, emphasis=args.emphasis)
     else:
-        default = DIGITS_EMPHASIS if args.data == "digits" else 0.0
-        method = PFGM(hp, shape, emphasis=default if args.emphasis is None else args.emphasis)
+        method = PFGM(hp, shape, emphasis=args.emphasis or 0.0)
     config.batch_size = args.batch_size or config.batch_size
     config.large_batch_size, config.seed = args.large_batch_size, args.seed
     config.lr = config.lr if args.lr is None else args.lr
