@@ -7,7 +7,7 @@ so the perturbation grows geometrically with m, from sigma (next to the data) to
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -17,7 +17,8 @@ from .checks import check_int, check_positive, check_tensor
 @dataclass(frozen=True)
 class PFGMHyperparameters:
     """PFGM's hyper-parameters (paper symbols): N data dims, sigma, tau, M, z_max, upper_norm, and the
-    mean data norm n_bar they were derived from. z_min is where sampling stops."""
+    mean data norm n_bar they were derived from. z_min is where sampling stops. max_norm, the largest data
+    norm (None when only n_bar is known), bounds our sampler's velocity (methods.PFGM.velocity)."""
 
     N: int
     sigma: float
@@ -27,6 +28,7 @@ class PFGMHyperparameters:
     upper_norm: float
     mean_norm: float
     z_min: float = 1e-3
+    max_norm: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dict (for checkpoints and printing)."""
@@ -65,9 +67,11 @@ def mean_data_norm(data: torch.Tensor) -> float:
 
 
 def hyperparameters_for(data: torch.Tensor, sigma: float = 0.01, tau: float = 0.03) -> PFGMHyperparameters:
-    """Apply hyperparameter_rule to a dataset: N = numel per sample, n_bar = mean data norm."""
+    """Apply hyperparameter_rule to a dataset: N = numel per sample, n_bar = mean data norm; also records
+    max_norm = the largest data norm."""
     n_dims = int(math.prod(data.shape[1:]))
-    return hyperparameter_rule(n_dims, mean_data_norm(data), sigma=sigma, tau=tau)
+    hp = hyperparameter_rule(n_dims, mean_data_norm(data), sigma=sigma, tau=tau)
+    return replace(hp, max_norm=data.reshape(data.shape[0], -1).norm(dim=1).max().item())
 
 
 def band_exponents(hp: PFGMHyperparameters, low: float = 0.1, high: float = 3.0) -> tuple[float, float]:
