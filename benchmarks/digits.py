@@ -1,19 +1,28 @@
 """Digits benchmark: quality and speed of one trained digits PFGM against NFE, for Euler, Heun and RK45.
 
     python benchmarks/digits.py [--checkpoint checkpoints/pfgm_digits.pt] [--n 500]
+    python benchmarks/digits.py --checkpoint uniform.pt --label "uniform m" --out benchmarks/results/digits.json
 
 Prints, per sampler: NFE, seconds per 100 images on this machine, the classifier's mean confidence, the number of
 classes covered (>= 1% of samples), and the Frechet distance in the digit classifier's 128-d feature space
 (FID-in-classifier-space) against the 1000 held-out real digits, next to the real-vs-real floor.
+With --out, the rows are also stored in a JSON file under --label (other labels in the file are kept), with the
+command, the checkpoint's method and training config: notebook 06 reads benchmarks/results/digits.json.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from pfgm_lite import metrics, recipes, sampling, train
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+from pfgm_lite import metrics, recipes, sampling, train  # noqa: E402
 
 
 def main() -> None:
@@ -21,6 +30,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=str(recipes.shipped_digits_path()))
     parser.add_argument("--n", type=int, default=500, help="samples per sampler")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="also store the rows in this JSON file")
+    parser.add_argument("--label", default=None, help="name of this model in --out (default: the checkpoint path)")
     args = parser.parse_args()
 
     method, net, ckpt = train.load_model(args.checkpoint, device="cpu")
@@ -36,6 +47,7 @@ def main() -> None:
     print(f"{'sampler':>10} | {'NFE':>4} | {'s / 100 img':>11} | {'confidence':>10} | {'> 0.9':>5} | {'coverage':>8} | "
           f"{'FID':>7}")
     runs = [("euler", 10), ("euler", 20), ("euler", 50), ("heun", 5), ("heun", 10), ("heun", 20), ("rk45", 1)]
+    rows = []
     for solver, steps in runs:
         g = torch.Generator().manual_seed(args.seed)
         start = time.perf_counter()
@@ -45,6 +57,19 @@ def main() -> None:
         name = solver if solver == "rk45" else f"{solver} {steps}"
         print(f"{name:>10} | {out.nfe:4d} | {seconds:11.2f} | {q['confidence']:10.3f} | {q['confident']:5.0%} | "
               f"{q['coverage']:5d}/10 | {q['fid']:7.1f}")
+        rows.append(dict(sampler=name, nfe=out.nfe, seconds_per_100=round(seconds, 2), **q))
+    if args.out:
+        path = Path(args.out)
+        results = json.loads(path.read_text()) if path.exists() else {"floor": None, "models": {}}
+        results["floor"] = dict(n=args.n, **floor)
+        results["models"][args.label or args.checkpoint] = dict(
+            command="python benchmarks/digits.py " + " ".join(sys.argv[1:]), checkpoint=args.checkpoint,
+            steps=int(ckpt["step"]), method=ckpt["method"], train_config=ckpt.get("train_config"), n=args.n,
+            seed=args.seed, machine_threads=torch.get_num_threads(), rows=rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".tmp").write_text(json.dumps(results, indent=1))
+        path.with_suffix(".tmp").replace(path)
+        print(f"stored under {args.label or args.checkpoint!r} in {path}")
 
 
 if __name__ == "__main__":
