@@ -32,6 +32,7 @@ class Method:
     name = "method"
     extra_outputs = 0
     t_min = 1e-3
+    rho: float | None = None     # sampler's time grid: None = equal steps in log t; a number = EDM's t^(1/rho) grid
 
     def __init__(self, data_shape: tuple[int, ...]):
         self.data_shape = tuple(int(s) for s in data_shape)
@@ -200,10 +201,18 @@ class PFGM(Method):
 
 
 def method_from_config(config: dict) -> Method:
-    """Rebuild a method from Method.to_config()."""
+    """Rebuild a method from Method.to_config(): PFGM, PFGM++ (pfgmpp.PFGMpp) or EDM (diffusion.EDM)."""
     cfg = dict(config)
     name = cfg.pop("name", None)
     if name == "pfgm":
         hp = PFGMHyperparameters(**cfg.pop("hp"))
         return PFGM(hp, tuple(cfg.pop("data_shape")), **cfg)
-    raise ValueError(f"unknown method {name!r} in config; known: 'pfgm'")
+    if name == "edm":
+        from .diffusion import EDM
+
+        return EDM(tuple(cfg.pop("data_shape")), **cfg)
+    if name == "pfgmpp":
+        from .pfgmpp import PFGMpp
+
+        return PFGMpp(tuple(cfg.pop("data_shape")), **cfg)
+    raise ValueError(f"unknown method {name!r} in config; known: 'pfgm', 'pfgmpp', 'edm'")

@@ -3,9 +3,11 @@
 For PFGM, t = z and the backward ODE in log z is  dx/d(log z) = z E_x / E_z  (Xu et al. 2022, Sec. 3.3):
 z shrinks geometrically, so equal steps in log z spend the effort near the data where the field turns.
 Each sample may start at its own t0 (the "ray" prior), so we integrate in a normalized time u in [0, 1]:
-    s(u) = log t0 + u (log t1 - log t0),   dx/du = (log t1 - log t0) * velocity(x, exp(s(u))).
-Euler and Heun use equal steps in u (a geometric grid in t); RK45 is scipy's adaptive solve_ivp (rtol = atol
-= 1e-4 as in the paper). NFE counts network evaluations exactly (each velocity call is one batch evaluation).
+    s(u) = log t0 + u (log t1 - log t0),   dx/du = (log t1 - log t0) * velocity(x, exp(s(u))),
+a geometric grid in t (PFGM's official grid in z). A method with `rho` set uses EDM's grid instead (Karras et al.
+2022, eq. 5): t(u) = (t0^{1/rho} + u (t1^{1/rho} - t0^{1/rho}))^rho, dx/du = velocity * d log t / du.
+Euler and Heun use equal steps in u; RK45 is scipy's adaptive solve_ivp (rtol = atol = 1e-4 as in the paper).
+NFE counts network evaluations exactly (each velocity call is one batch evaluation).
 """
 from __future__ import annotations
 
@@ -39,6 +41,27 @@ def _check_solver(solver: str, steps: int) -> None:
     check_int("steps", steps)
 
 
+def time_grid(t0: torch.Tensor, t1: float, rho: float | None = None):
+    """The map u in [0, 1] -> t(u) from t0 (B,) to t1, and d log t / du: geometric (rho None) or EDM's rho grid.
+
+    returns: (t_at(u) -> (B,), dlogt_du(u) -> (B,))
+    """
+    s0 = torch.log(t0)
+    span = math.log(t1) - s0                                     # (B,)
+    if rho is None:
+        return (lambda u: torch.exp(s0 + u * span)), (lambda u: span)
+    a = t0 ** (1 / rho)
+    b = t1 ** (1 / rho) - a
+
+    def t_at(u: float) -> torch.Tensor:
+        return (a + u * b) ** rho
+
+    def dlogt_du(u: float) -> torch.Tensor:
+        return rho * b / (a + u * b)
+
+    return t_at, dlogt_du
+
+
 def integrate(method: Method, predict: Predictor, x0: torch.Tensor, t0: torch.Tensor | float, t1: float,
               solver: str = "heun", steps: int = 50, rtol: float = 1e-4, atol: float = 1e-4,
               return_trajectory: bool = False, progress: bool = False) -> ODEResult:
@@ -54,16 +77,15 @@ def integrate(method: Method, predict: Predictor, x0: torch.Tensor, t0: torch.Te
     t0 = torch.as_tensor(t0, dtype=x0.dtype, device=x0.device).expand(x0.shape[0]).clone()
     if not (torch.isfinite(t0).all() and (t0 > 0).all()):
         raise ValueError(f"t0 must be finite and > 0, got min {t0.min().item():.4g}")
-    s0 = torch.log(t0)
-    span = math.log(t1) - s0  # (B,)
+    t_at, dlogt_du = time_grid(t0, t1, method.rho)
     nfe = 0
 
     def f(x: torch.Tensor, u: float) -> torch.Tensor:
         nonlocal nfe
         nfe += 1
-        t = torch.exp(s0 + u * span)
+        t = t_at(u)
         prediction = predict(x, t).to(x.device, x.dtype)
-        return span.view(-1, *[1] * (x.dim() - 1)) * method.velocity(prediction, x, t)
+        return dlogt_du(u).view(-1, *[1] * (x.dim() - 1)) * method.velocity(prediction, x, t)
 
     trajectory = [(x0.clone(), t0.clone())] if return_trajectory else []
     if solver in ("euler", "heun"):
@@ -77,7 +99,7 @@ def integrate(method: Method, predict: Predictor, x0: torch.Tensor, t0: torch.Te
                 x_pred = x + h * d
                 x = x + 0.5 * h * (d + f(x_pred, u + h))
             if return_trajectory:
-                trajectory.append((x.clone(), torch.exp(s0 + (u + h) * span)))
+                trajectory.append((x.clone(), t_at(u + h)))
         return ODEResult(x=x, nfe=nfe, trajectory=trajectory)
 
     shape, dtype, device = x0.shape, x0.dtype, x0.device
@@ -93,7 +115,7 @@ def integrate(method: Method, predict: Predictor, x0: torch.Tensor, t0: torch.Te
         raise RuntimeError(f"RK45 failed: {sol.message}")
     if return_trajectory:
         trajectory = [(torch.from_numpy(sol.y[:, i]).to(device=device, dtype=dtype).reshape(shape),
-                       torch.exp(s0 + float(u) * span)) for i, u in enumerate(sol.t)]
+                       t_at(float(u))) for i, u in enumerate(sol.t)]
     x = torch.from_numpy(sol.y[:, -1]).to(device=device, dtype=dtype).reshape(shape)
     return ODEResult(x=x, nfe=nfe, trajectory=trajectory)
 
