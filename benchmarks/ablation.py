@@ -35,6 +35,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+# one thread for torch and numpy alike: with more, OpenMP and BLAS threads spin against each other between scipy's
+# RK45 steps and a busy 2-core machine runs 30x slower (set OMP_NUM_THREADS yourself to override)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 

@@ -3,10 +3,12 @@
     python -m pfgm_lite train --data moons --steps 2000 --out runs/moons
     python -m pfgm_lite sample --run runs/moons --n 5000 --solver rk45 --out samples.png
     python -m pfgm_lite train --data digits --out runs/digits --export checkpoints/pfgm_digits.pt
+    torchrun --nnodes=1 --nproc_per_node=2 --master_addr=127.0.0.1 --master_port=29500 -m pfgm_lite train ...
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,32 +17,51 @@ import torch
 
 def _parser() -> argparse.ArgumentParser:
     from .data import toy_names
-    from .recipes import DIGITS_EMPHASIS, digits_train_config
+    from .distributed import BACKENDS, PRECISIONS
+    from .recipes import DIGITS_EMPHASIS, cifar10_train_config, digits_train_config
     from .train import TrainConfig
 
-    toy, digits = TrainConfig(), digits_train_config()
+    toy, digits, cifar = TrainConfig(), digits_train_config(), cifar10_train_config()
     parser = argparse.ArgumentParser(prog="python -m pfgm_lite", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    tr = sub.add_parser("train", help="train a PFGM on a 2D toy dataset; writes OUT/checkpoint.pt")
-    tr.add_argument("--data", required=True, choices=toy_names() + ["digits"],
-                    help="toy dataset name, or 'digits' (the 4000 offline MNIST training digits, U-Net)")
+    tr = sub.add_parser("train", help="train a PFGM (2D toys, digits or CIFAR-10); writes OUT/checkpoint.pt")
+    tr.add_argument("--data", required=True, choices=toy_names() + ["digits", "cifar10"],
+                    help="toy dataset name, or 'digits' (the 4000 offline MNIST training digits, U-Net), or "
+                         "'cifar10' (torchvision's files under --data-root; the paper's recipe, for GPUs)")
     tr.add_argument("--out", required=True, help="run folder for the checkpoint")
     tr.add_argument("--steps", type=int, default=None,
-                    help=f"training steps (default {toy.steps} for toys, {digits.steps} for digits)")
+                    help=f"training steps (default {toy.steps} for toys, {digits.steps} for digits, "
+                         f"{cifar.steps} for cifar10)")
     tr.add_argument("--n-data", type=int, default=100_000, help="dataset size drawn from the toy (default 100000)")
-    tr.add_argument("--batch-size", type=int, default=None, help="default 256 (toys), 64 (digits)")
-    tr.add_argument("--large-batch-size", type=int, default=2048)
-    tr.add_argument("--lr", type=float, default=None, help=f"default {toy.lr:g} (toys), {digits.lr:g} (digits)")
+    tr.add_argument("--batch-size", type=int, default=None,
+                    help=f"the global mini-batch, split over the processes (default {toy.batch_size} (toys), "
+                         f"{digits.batch_size} (digits), {cifar.batch_size} (cifar10))")
+    tr.add_argument("--large-batch-size", type=int, default=None,
+                    help=f"the large batch of the field target (default {toy.large_batch_size}; "
+                         f"{cifar.large_batch_size} for cifar10)")
+    tr.add_argument("--lr", type=float, default=None,
+                    help=f"default {toy.lr:g} (toys), {digits.lr:g} (digits), {cifar.lr:g} (cifar10)")
     tr.add_argument("--emphasis", type=float, default=None,
                     help=f"share of training points drawn where the digit takes shape (default 0 for toys, "
                          f"{DIGITS_EMPHASIS:g} for digits; the paper's uniform m is 0)")
     tr.add_argument("--export", default=None, help="also write a slim copy (no optimizer state) to this file")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--recipe", choices=["lite", "paper"], default="lite",
-                    help="'lite': our low-dimension fixes (default); 'paper': the official recipe")
-    tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    tr.add_argument("--seed", type=int, default=0,
+                    help="seeds the toy data, the initial weights and the training draws (default 0)")
+    tr.add_argument("--recipe", choices=["lite", "paper"], default=None,
+                    help="'lite': our low-dimension fixes (default for toys and digits); 'paper': the official "
+                         "recipe (default for cifar10, with the shipped M = 291, z_max = 40, upper_norm = 3000; "
+                         "cifar10 with 'lite' takes M, z_max, upper_norm from the data-driven rule)")
+    tr.add_argument("--device", default="auto", help="auto, cpu or cuda (under torchrun: each process's own GPU)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (any number of processes)")
+    tr.add_argument("--data-root", default="data", help="folder of torchvision's CIFAR-10 files (default: data)")
+    tr.add_argument("--download", action="store_true",
+                    help="download CIFAR-10 into --data-root when it is missing (needs the internet)")
+    tr.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="torch.distributed backend under torchrun: auto (nccl on GPUs, gloo on CPUs), gloo, nccl")
+    tr.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="the network's precision: auto (bf16 autocast on GPUs, float32 on CPUs), bf16 or fp32; "
+                         "the field target is always float32")
 
     sa = sub.add_parser("sample", help="sample from a trained run and save a picture (and the points)")
     sa.add_argument("--run", required=True, help="run folder or checkpoint file")
@@ -53,47 +74,90 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train(args) -> int:
+def _train_config(args):
+    """The dataset's TrainConfig with the flags that were given applied."""
+    from .recipes import cifar10_train_config, digits_train_config
+    from .train import TrainConfig
+
+    recipe = {"digits": digits_train_config, "cifar10": cifar10_train_config}.get(args.data, TrainConfig)
+    config = recipe() if args.steps is None else recipe(steps=args.steps)
+    config.batch_size = args.batch_size or config.batch_size
+    config.large_batch_size = config.large_batch_size if args.large_batch_size is None else args.large_batch_size
+    config.seed = args.seed
+    config.lr = config.lr if args.lr is None else args.lr
+    config.device = args.device
+    return config
+
+
+def _model(args, parallel):
+    """(data, network, method) for the run; CIFAR-10 is downloaded (if asked) by one process per machine."""
     from .data import sample_toy
+    from .distributed import barrier
     from .methods import PFGM
     from .nets import MLP
     from .perturb import hyperparameters_for
-    from .train import TrainConfig, save_checkpoint, train
 
-    if args.data == "digits":
-        from .metrics import digit_split
-        from .recipes import digits_method, digits_network, digits_train_config
+    recipe = args.recipe or ("paper" if args.data == "cifar10" else "lite")
+    if args.data == "cifar10":
+        from .recipes import cifar10_images, cifar10_method, cifar10_network
 
-        data = digit_split()[0]
-        net = digits_network()
-        config = digits_train_config() if args.steps is None else digits_train_config(args.steps)
-    else:
-        data = sample_toy(args.data, args.n_data, torch.Generator().manual_seed(args.seed))
-        net = MLP(2)
-        config = TrainConfig() if args.steps is None else TrainConfig(steps=args.steps)
-    hp = hyperparameters_for(data)
-    shape = tuple(data.shape[1:])
-    if args.recipe == "paper":
-        if args.emphasis:
-            raise ValueError(f"--emphasis {args.emphasis:g} belongs to the lite recipe; the paper draws m uniformly")
-        method = PFGM.paper(hp, shape)
+        # one process per machine downloads (when asked); the others wait, then read the files
+        data = cifar10_images(args.data_root, download=True) if args.download and parallel.local_rank == 0 else None
+        barrier(parallel)
+        data, build = cifar10_images(args.data_root) if data is None else data, cifar10_network
     elif args.data == "digits":
+        from .metrics import digit_split
+        from .recipes import digits_network
+
+        data, build = digit_split()[0], digits_network
+    else:
+        data, build = sample_toy(args.data, args.n_data, torch.Generator().manual_seed(args.seed)), lambda: MLP(2)
+    # initial weights from --seed, without touching the caller's generator: a run is reproducible, and one
+    # process starts from the weights that K processes start from (rank 0's, copied by DistributedDataParallel)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        net = build()
+    shape = tuple(data.shape[1:])
+    if recipe == "paper" and args.emphasis:
+        raise ValueError(f"--emphasis {args.emphasis:g} belongs to the lite recipe; the paper draws m uniformly")
+    if args.data == "cifar10":
+        method = cifar10_method(data, recipe=recipe, emphasis=args.emphasis or 0.0)
+    elif recipe == "paper":
+        method = PFGM.paper(hyperparameters_for(data), shape)
+    elif args.data == "digits":
+        from .recipes import digits_method
+
         method = digits_method(data) if args.emphasis is None else digits_method(data, emphasis=args.emphasis)
     else:
-        method = PFGM(hp, shape, emphasis=args.emphasis or 0.0)
-    config.batch_size = args.batch_size or config.batch_size
-    config.large_batch_size, config.seed = args.large_batch_size, args.seed
-    config.lr = config.lr if args.lr is None else args.lr
-    config.device = args.device
-    out = Path(args.out)
-    resume = out / "checkpoint.pt" if args.resume else None
-    result = train(method, net, data, config, out_dir=out, resume=resume)
-    if args.export:
-        save_checkpoint(args.export, method, result.net, result.ema, None, None, result.losses, result.step, config)
-        print(f"exported a slim checkpoint to {args.export}")
-    tail = result.losses[-100:]
-    print(f"trained {result.step} steps in {result.seconds:.1f} s; final loss {sum(tail) / len(tail):.4f}; "
-          f"checkpoint: {out / 'checkpoint.pt'}")
+        method = PFGM(hyperparameters_for(data), shape, emphasis=args.emphasis or 0.0)
+    return data, net, method
+
+
+def _train(args) -> int:
+    from . import distributed
+    from .train import save_checkpoint, train
+
+    config = _train_config(args)
+    # settings that need no other process are checked before joining: a bad one fails at once on every process
+    distributed.resolve_backend(args.backend, args.device)
+    distributed.autocast_dtype(args.precision, distributed.pick_device(args.device))
+    distributed.check_batch_split(config.batch_size, config.large_batch_size, distributed.launched_world_size())
+    with distributed.process_group(args.backend, args.device) as parallel:
+        data, net, method = _model(args, parallel)
+        out = Path(args.out)
+        resume = out / "checkpoint.pt" if args.resume else None
+        result = train(method, net, data, config, out_dir=out, resume=resume, parallel=parallel,
+                       precision=args.precision)
+        if not parallel.is_main:
+            return 0
+        if args.export:
+            save_checkpoint(args.export, method, result.net, result.ema, None, None, result.losses, result.step,
+                            config)
+            print(f"exported a slim checkpoint to {args.export}")
+        tail = result.losses[-100:]
+        on = f" on {parallel.world_size} processes" if parallel.world_size > 1 else ""
+        print(f"trained {result.step} steps{on} in {result.seconds:.1f} s; final loss {sum(tail) / len(tail):.4f}; "
+              f"checkpoint: {out / 'checkpoint.pt'}")
     return 0
 
 
@@ -134,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _train(args) if args.command == "train" else _sample(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = os.environ.get("RANK") if os.environ.get("WORLD_SIZE", "1") != "1" else None
+        print(f"error: {exc}" if where is None else f"error (rank {where}): {exc}", file=sys.stderr)
         return 2
 
 

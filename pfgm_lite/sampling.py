@@ -64,11 +64,13 @@ def time_grid(t0: torch.Tensor, t1: float, rho: float | None = None):
 
 def integrate(method: Method, predict: Predictor, x0: torch.Tensor, t0: torch.Tensor | float, t1: float,
               solver: str = "heun", steps: int = 50, rtol: float = 1e-4, atol: float = 1e-4,
-              return_trajectory: bool = False, progress: bool = False) -> ODEResult:
+              return_trajectory: bool = False, progress: bool = False, rho: float | None = None) -> ODEResult:
     """Integrate dx/d(log t) = method.velocity from t0 to t1 (down to sample, up to encode).
 
     x0:      (B, *shape) start points, t0: (B,) or float start scales > 0, t1: end scale > 0
     solver:  "euler" (NFE = steps), "heun" (NFE = 2 steps), "rk45" (adaptive, NFE from scipy)
+    rho:     the time grid: EDM's t^(1/rho) grid with this rho; None takes the method's own (method.rho: None for
+             PFGM's geometric grid, 7 for EDM and PFGM++)
     returns: ODEResult(x (B, *shape) at t1, nfe, trajectory [(x, t)] if requested)
     """
     _check_solver(solver, steps)
@@ -77,7 +79,9 @@ def integrate(method: Method, predict: Predictor, x0: torch.Tensor, t0: torch.Te
     t0 = torch.as_tensor(t0, dtype=x0.dtype, device=x0.device).expand(x0.shape[0]).clone()
     if not (torch.isfinite(t0).all() and (t0 > 0).all()):
         raise ValueError(f"t0 must be finite and > 0, got min {t0.min().item():.4g}")
-    t_at, dlogt_du = time_grid(t0, t1, method.rho)
+    if rho is not None:
+        check_positive("rho", rho)
+    t_at, dlogt_du = time_grid(t0, t1, method.rho if rho is None else rho)
     nfe = 0
 
     def f(x: torch.Tensor, u: float) -> torch.Tensor:
