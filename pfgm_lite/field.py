@@ -35,7 +35,8 @@ def empirical_field(x: torch.Tensor, z: torch.Tensor, batch: torch.Tensor,
 def data_scaled_gamma(x: torch.Tensor, z: torch.Tensor, mean_norm: float) -> torch.Tensor:
     """gamma(x~) = (n_bar / 8) sqrt(1 + (||x||^2 + z^2) / n_bar^2): gamma in data units, growing with distance.
 
-    x: (B, N), z: (B,) -> (B,). CIFAR-10's constant gamma = 5 is about n_bar / 8 near its data.
+    x: (B, N), z: (B,) -> (B,). This repository's choice, not the paper's (which uses a constant gamma = 5, i.e.
+    n_bar / 6 at the official script's n_bar = 30 for CIFAR-10).
     """
     mean_norm = check_positive("mean_norm", mean_norm)
     r2 = (x**2).sum(-1) + z**2

@@ -93,9 +93,11 @@ def flux_start_points(data: torch.Tensor, n: int, z0: float, generator: torch.Ge
                       max_offset: float | None = None) -> torch.Tensor:
     """Start points on the plane z = z0 distributed like the upward flux through it.
 
-    The flux density of the charges through z = z0 is (1/2M) sum_i P_{z0}(x - y_i), P the Poisson kernel,
-    so a start is a random charge plus a Poisson-kernel offset. Lines started this way carry equal flux:
-    this is the exact statement of the theorem for any z0 > 0, even for point charges.
+    A unit charge at y sends the flux density E_z = (1/2) P_{z0}(x - y) up through z = z0 (P the Poisson
+    kernel, which integrates to 1: half of the unit flux goes up); M charges send (1/2) sum_i P_{z0}(x - y_i),
+    total M/2. Normalized, a start point has density (1/M) sum_i P_{z0}(x - y_i): a random charge plus a
+    Poisson-kernel offset. Lines started this way carry equal flux: this is the exact statement of the
+    theorem for any z0 > 0, even for point charges.
     max_offset: redraw the (rare, heavy-tailed) offsets longer than this; None keeps the exact law.
     data: (M, N); returns: (n, N)
     """
