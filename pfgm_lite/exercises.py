@@ -110,6 +110,158 @@ def compare_number(case: str, got: Any, expected: float, rel: float = 1e-9, abs_
 
 
 # --------------------------------------------------------------------------------------------------
+# 01 the Poisson equation
+# --------------------------------------------------------------------------------------------------
+
+@exercise("01.1", "the volume of the unit ball",
+          "the ball is a stack of spherical shells: V_d = integral_0^1 S_{d-1} r^{d-1} dr = S_{d-1} / d")
+def _check_ball_volume(ball_volume) -> str:
+    for d in range(1, 13):
+        # float64: any correct formula agrees to ~1e-15
+        compare_number(f"d = {d}", ball_volume(d), math.pi ** (d / 2) / math.gamma(d / 2 + 1), rel=1e-9)
+    return "ball_volume is right for d = 1..12 (2, π, 4π/3, π²/2, ...)"
+
+
+@exercise("01.2", "the field of a charged ball",
+          "Gauss: the flux 4 pi r^2 |E| through the sphere of radius r equals the charge inside, min(r, 1)^3 of it")
+def _check_ball_field(field_strength) -> str:
+    for r in (0.1, 0.3, 0.6, 1.0, 1.5, 3.0, 10.0):
+        compare_number(f"r = {r}", field_strength(r), min(r, 1.0) ** 3 / (4 * math.pi * r**2), rel=1e-9)
+    return "field_strength is right inside and outside the ball"
+
+
+@exercise("01.3", "the harmonic power",
+          "the Laplacian of r^p in R^d is p (p + d - 2) r^(p - 2); compare with the Green's function")
+def _check_harmonic_exponent(harmonic_exponent) -> str:
+    for d in range(3, 10):
+        p = harmonic_exponent(d)
+        if p == 0:
+            raise Wrong(f"d = {d}: p = 0 is the constant function: look for the other one")
+        x = (torch.randn(20, d, generator=_gen(d), dtype=torch.float64) + 3.0).requires_grad_(True)
+        f = x.norm(dim=1) ** p
+        grad = torch.autograd.grad(f.sum(), x, create_graph=True)[0]
+        laplacian = sum(torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(d))
+        scale = (p * (abs(p) + d) * x.norm(dim=1) ** (p - 2)).abs().max().item()
+        if laplacian.abs().max().item() > 1e-9 * scale:   # float64 autograd: ~1e-14 of the terms when harmonic
+            raise Wrong(f"d = {d}: the Laplacian of ||x||^{p} is not zero (it is {laplacian[0].item():.3g} at a "
+                        f"test point)")
+    return "harmonic_exponent is right for d = 3..9"
+
+
+# --------------------------------------------------------------------------------------------------
+# 02 charges to a hemisphere
+# --------------------------------------------------------------------------------------------------
+
+@exercise("02.1", "the polar angle", "the angle theta from the +z axis has cos(theta) = z / ||(x, z)||")
+def _check_polar_angle(polar_angle) -> str:
+    for k, n in enumerate((1, 2, 5)):
+        points = torch.randn(100, n + 1, generator=_gen(30 + k), dtype=torch.float64)
+        points[:, -1] = points[:, -1].abs()
+        points = 7.0 * points / points.norm(dim=1, keepdim=True)
+        # float64; arccos near 0 loses half the digits: still ~1e-8
+        compare(f"case {k + 1} (N = {n}, 100 points on the hemisphere of radius 7)", polar_angle(points),
+                torch.arccos(points[:, -1] / 7.0), rtol=1e-6, atol=1e-7)
+    return "polar_angle is right for N = 1, 2, 5"
+
+
+@exercise("02.2", "the prior by projection",
+          "normalize a Gaussian vector in R^{N+1}, make its last coordinate positive, and project the point from the "
+          "origin onto the plane z = z_max (flows.project_to_plane)")
+def _check_prior_by_projection(sample_prior) -> str:
+    from scipy import stats
+
+    for k, n_dims in enumerate((1, 2, 4)):
+        case = f"case {k + 1} (N = {n_dims}, z_max = 5, 4000 draws)"
+        x = _as_tensor("the points", sample_prior(4000, n_dims, 5.0, _gen(31 + k)), case)
+        if tuple(x.shape) != (4000, n_dims):
+            raise Wrong(f"{case}: expected shape (4000, {n_dims}), got {tuple(x.shape)}")
+        t = ((x.double() ** 2).sum(1) / 25.0).numpy()
+        p = stats.kstest(t, stats.betaprime(n_dims / 2, 0.5).cdf).pvalue
+        if p < 1e-4:   # a right answer fails this once in 10^4 runs
+            raise Wrong(f"{case}: the radii do not follow the prior's law R^2/z_max^2 ~ BetaPrime(N/2, 1/2) "
+                        f"(KS p = {p:.1e})")
+        if n_dims > 1:
+            direction = x.double() / x.double().norm(dim=1, keepdim=True)
+            # the mean of 4000 uniform unit vectors has norm ~ 1/sqrt(4000) = 0.016; 0.1 is six times that
+            if direction.mean(0).norm() > 0.1:
+                raise Wrong(f"{case}: the directions are not uniform (their mean has norm "
+                            f"{direction.mean(0).norm():.3f})")
+    return "the projected hemisphere is the Poisson kernel for N = 1, 2, 4"
+
+
+@exercise("02.3", "the flux through a disk",
+          "the flux through the disk is the solid angle of the cone it subtends: (1 - cos alpha) / 2 of the whole, "
+          "with cos alpha = h / sqrt(a^2 + h^2)")
+def _check_disk_flux(disk_flux) -> str:
+    from scipy import integrate
+
+    for a, h in ((0.5, 1.0), (1.0, 1.0), (3.0, 0.2), (100.0, 1.0)):
+        exact = integrate.quad(lambda r: h / (4 * math.pi * (r**2 + h**2) ** 1.5) * 2 * math.pi * r, 0, a)[0]
+        compare_number(f"a = {a}, h = {h}", disk_flux(a, h), exact, rel=1e-6)   # quad: ~1.5e-8 relative
+    return "disk_flux is right (and tends to 1/2 for a large disk)"
+
+
+# --------------------------------------------------------------------------------------------------
+# 03 estimating the field
+# --------------------------------------------------------------------------------------------------
+
+@exercise("03.1", "the effective sample size",
+          "w = softmax(-(N+1)/2 log d^2) over the charges, with d^2 = ||x - y_i||^2 + z^2; ESS = 1 / sum w^2")
+def _check_ess(ess_fn) -> str:
+    from .flows import augment
+
+    for k, n_dims in enumerate((2, 50)):
+        g = _gen(10 + k)
+        batch = torch.randn(300, n_dims, generator=g)
+        x, z = batch[:20] + 0.5 * torch.randn(20, n_dims, generator=g), torch.rand(20, generator=g) + 0.05
+        d = (augment(x, z).double()[:, None] - augment(batch, 0.0).double()[None]).norm(dim=-1)
+        expected = torch.exp(-torch.logsumexp(2 * torch.log_softmax(-(n_dims + 1) * d.log(), dim=1), dim=1))
+        # float32 answers: a weight from a rounded d^2 is good to (N+1)/2 * 1000 * 1.2e-7 at worst: rtol 1e-3
+        compare(f"case {k + 1} (N = {n_dims}, 20 points, 300 charges)", ess_fn(x, z, batch), expected, rtol=1e-3)
+    far = ess_fn(torch.zeros(1, 2), torch.tensor([1e6]), torch.randn(300, 2, generator=_gen(12)))
+    compare("far above the data (z = 1e6): all 300 charges count", far, torch.tensor([300.0], dtype=torch.float64),
+            rtol=1e-3)
+    return "ESS matches on 2 hidden cases and tends to L far from the data"
+
+
+@exercise("03.2", "the z-component of the target",
+          "with E_hat_z = z, ||E_hat|| = sqrt(||E_hat_x||^2 + z^2) and v_z = -sqrt(N) z / (||E_hat|| + gamma)")
+def _check_target_z(target_z) -> str:
+    from .field import empirical_field, normalize_field
+
+    for k, n_dims in enumerate((2, 784)):
+        g = _gen(20 + k)
+        batch = torch.randn(128, n_dims, generator=g, dtype=torch.float64)
+        z = torch.logspace(-3, 1, 16, dtype=torch.float64)
+        x = batch[:16] + z[:, None] * torch.randn(16, n_dims, generator=g, dtype=torch.float64)
+        e_hat = empirical_field(x, z, batch)
+        for gamma in (5.0, 0.1):
+            compare(f"case N = {n_dims}, gamma = {gamma}", target_z(e_hat[:, :-1], z, gamma),
+                    normalize_field(e_hat, gamma)[:, -1], rtol=1e-9, atol=1e-12)   # float64 formulas
+    return "v_z from the x-part and z alone matches field.normalize_field (N = 2 and 784)"
+
+
+@exercise("03.3", "the hyper-parameter rule by hand",
+          "M = floor(0.75 ln(n_bar^2 / (2 sqrt(N) sigma^2)) / ln(1 + tau)) + 1, then z_max = sqrt(2/pi) sigma (1+tau)^M "
+          "and upper_norm = sqrt(N) sigma (1+tau)^M")
+def _check_rule(rule) -> str:
+    from .perturb import hyperparameter_rule
+
+    for n_dims, mean_norm, sigma, tau in ((784, 26.9, 0.01, 0.03), (3072, 30.0, 0.01, 0.03), (2, 0.93, 0.01, 0.03),
+                                          (100, 5.0, 0.02, 0.05)):
+        case = f"N = {n_dims}, n_bar = {mean_norm}, sigma = {sigma}, tau = {tau}"
+        ref = hyperparameter_rule(n_dims, mean_norm, sigma=sigma, tau=tau)
+        got = rule(n_dims, mean_norm, sigma, tau)
+        if not isinstance(got, (tuple, list)) or len(got) != 3:
+            raise Wrong(f"{case}: expected (M, z_max, upper_norm), got {got!r}")
+        if got[0] != ref.M:
+            raise Wrong(f"{case}: M is {got[0]}, expected {ref.M}")
+        compare_number(f"{case}, z_max", got[1], ref.z_max, rel=1e-6)
+        compare_number(f"{case}, upper_norm", got[2], ref.upper_norm, rel=1e-6)
+    return "(M, z_max, upper_norm) match perturb.hyperparameter_rule for 4 hidden cases"
+
+
+# --------------------------------------------------------------------------------------------------
 # 04 learning the field
 # --------------------------------------------------------------------------------------------------
 
@@ -242,3 +394,47 @@ def _check_frechet(frechet) -> str:
         # float64 features; sqrtm and metrics' 1e-6 regularization differ from a plain answer by ~1e-5
         compare_number(f"case {k + 1} ({name})", got, frechet_distance(a, b), rel=1e-4, abs_tol=1e-4)
     return "the distance matches metrics.frechet_distance on 3 hidden pairs of feature sets"
+
+
+# --------------------------------------------------------------------------------------------------
+# 07 PFGM++
+# --------------------------------------------------------------------------------------------------
+
+@exercise("07.1", "drawing the PFGM++ kernel's radius",
+          "R^2 / r^2 ~ BetaPrime(N/2, D/2): draw u ~ Beta(N/2, D/2) from the generator (e.g. scipy.stats.beta(N/2, D/2)"
+          ".ppf of torch.rand(n, generator=generator)) and set R = r sqrt(u / (1 - u))")
+def _check_kernel_radius(draw) -> str:
+    from scipy import stats
+
+    n = 20_000
+    for k, (n_dims, extra, r) in enumerate([(2, 1.0, 1.0), (2, 8.0, 1.4), (10, 64.0, 4.0), (784, 2048.0, 30.0)]):
+        case = f"case {k + 1} (N = {n_dims}, D = {extra:g}, r = {r}, {n} draws)"
+        radii = _as_tensor("the radii", draw(n, n_dims, extra, r, _gen(70 + k)), case)
+        if tuple(radii.shape) != (n,):
+            raise Wrong(f"{case}: expected shape ({n},), got {tuple(radii.shape)}")
+        if not (torch.isfinite(radii).all() and (radii >= 0).all()):
+            raise Wrong(f"{case}: radii must be finite and >= 0")
+        law = stats.betaprime(n_dims / 2, extra / 2)
+        p = stats.kstest((radii.double() / r).pow(2).numpy(), law.cdf).pvalue
+        if p < 1e-4:
+            median = float((radii.double() / r).median())
+            raise Wrong(f"{case}: R / r does not follow the kernel's law (KS p = {p:.1e}); its median is {median:.4g}, "
+                        f"the law's is {math.sqrt(law.median()):.4g}")
+    return "the radii follow BetaPrime(N/2, D/2) (Kolmogorov-Smirnov) for 4 hidden (N, D, r)"
+
+
+@exercise("07.2", "the ideal PFGM++ denoiser",
+          "weights w_i ∝ (||x - y_i||^2 + r^2)^(-(N + D)/2) with r = sigma sqrt(D), normalized with a softmax over their "
+          "logs; the denoiser is sum_i w_i y_i")
+def _check_ideal_denoiser(denoiser) -> str:
+    from .data import sample_toy
+    from .pfgmpp import PFGMpp
+
+    y = sample_toy("moons", 300, _gen(80)).double()
+    for k, (extra, sigma) in enumerate([(1.0, 0.05), (8.0, 0.3), (64.0, 1.0), (1e5, 0.2)]):
+        x = y[:30] + sigma * torch.randn(30, 2, generator=_gen(81 + k), dtype=torch.float64)
+        s = torch.full((30,), sigma, dtype=torch.float64)
+        expected = PFGMpp((2,), D=extra).ideal_denoiser(x, s, y)
+        compare(f"case {k + 1} (D = {extra:g}, sigma = {sigma}, 30 points, 300 data points)", denoiser(x, sigma, y, extra),
+                expected, rtol=1e-6, atol=1e-9)
+    return "E[y | x, r] matches pfgmpp.PFGMpp.ideal_denoiser for 4 hidden (D, sigma)"

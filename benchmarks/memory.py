@@ -1,0 +1,106 @@
+"""Peak memory of each notebook's kernel, the number that decides whether a notebook fits on Binder (1-2 GB).
+
+    python benchmarks/memory.py                        # every notebook, full mode, outputs not saved
+    python benchmarks/memory.py --inplace              # the same, saving the executed notebooks (= make notebooks)
+    python benchmarks/memory.py --quick notebooks/01_poisson_equation.ipynb
+
+Each notebook runs in a fresh kernel (nbclient, as `jupyter nbconvert --execute` does); a thread samples the kernel
+process's resident set size (RSS, psutil) every 50 ms, and the cell during which the peak occurred is recorded, so a
+notebook over budget says where its memory goes. RSS counts everything the process holds: Python, torch's
+libraries (a few hundred MB on their own), tensors, matplotlib figures and what the allocator keeps after freeing.
+Writes benchmarks/results/memory.json (full mode) with the peak per notebook in MiB and the cell that reached it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "memory.json"
+
+
+class PeakWatcher:
+    """Samples the RSS of a process (and its children) in a thread; remembers the peak and when it happened."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.peak, self.label, self.process = interval, 0, None, None
+        self.current_label = "start"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def watch(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self.process.memory_info().rss + sum(c.memory_info().rss for c in self.process.children(True))
+            except psutil.Error:
+                rss = 0
+            if rss > self.peak:
+                self.peak, self.label = rss, self.current_label
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
+    """Execute one notebook in a fresh kernel; return its peak RSS (MiB), the cell at the peak and the wall time."""
+    nb = nbformat.read(path, as_version=4)
+    watcher = PeakWatcher()
+    client = NotebookClient(nb, kernel_name="python3", timeout=timeout, record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+
+    def on_cell_start(cell, cell_index):
+        watcher.current_label = f"cell {cell_index}: {cell.source.splitlines()[0][:60] if cell.source else ''}"
+
+    client.on_cell_start = on_cell_start
+    start = time.perf_counter()
+    with client.setup_kernel():
+        watcher.watch(client.km.provisioner.process.pid)
+        try:
+            client.execute(cleanup_kc=False)
+        finally:
+            watcher.stop()
+    seconds = time.perf_counter() - start
+    if inplace:
+        nbformat.write(nb, path)
+    return dict(peak_mib=round(watcher.peak / 2**20), at=watcher.label, seconds=round(seconds))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="default: every notebooks/NN_*.ipynb")
+    parser.add_argument("--quick", action="store_true", help="quick mode (PFGM_LITE_QUICK=1); results not stored")
+    parser.add_argument("--inplace", action="store_true", help="save the executed notebooks (full mode only)")
+    parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    args = parser.parse_args(argv)
+    if args.quick and args.inplace:
+        raise SystemExit("--inplace saves the outputs readers see: run it in full mode (without --quick)")
+    os.environ["PFGM_LITE_QUICK"] = "1" if args.quick else "0"
+    paths = [Path(p) for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.quick else {}
+    for path in paths:
+        row = run_notebook(path.resolve(), args.inplace, args.timeout)
+        print(f"{path.name}: peak {row['peak_mib']} MiB ({row['at']}), {row['seconds']} s", flush=True)
+        if not args.quick:
+            results[path.name] = row
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
