@@ -145,7 +145,10 @@ def test_ci_runs_the_readme_test_command():
     path = ROOT / ".ci/run"
     text = path.read_text()
     assert text.startswith("#!") and "set -euo pipefail" in text
-    assert re.search(r"^exec make test\s*$", text, re.M)
+    test = re.search(r"^(exec )?make test\s*$", text, re.M)
+    assert test, ".ci/run must run the README's test command, `make test`, on a line of its own"
+    browser = re.search(r"^(exec )?make test-browser\s*$", text, re.M)
+    assert browser and browser.start() > test.start(), "the browser test runs after `make test`"
     assert path.stat().st_mode & 0o111, ".ci/run must be executable"
 
 
