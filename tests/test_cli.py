@@ -1,4 +1,5 @@
-"""Facts about `python -m pfgm_lite` (pfgm_lite/__main__.py): help, a tiny train + sample run, clear failures."""
+"""Facts about `python -m pfgm_lite` (pfgm_lite/__main__.py): help, a tiny train + sample run, --resume and
+--export, clear failures."""
 from __future__ import annotations
 
 import os
@@ -8,10 +9,14 @@ import sys
 import pytest
 import torch
 
+import pfgm_lite.train as train_mod
 from pfgm_lite import recipes
 from pfgm_lite.__main__ import main
 from pfgm_lite.metrics import digit_split
-from pfgm_lite.train import load_checkpoint
+from pfgm_lite.train import load_checkpoint, load_model
+
+TINY = ["train", "--data", "moons", "--steps", "20", "--n-data", "500", "--batch-size", "16",
+        "--large-batch-size", "64", "--device", "cpu"]
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -56,6 +61,77 @@ def test_train_then_sample(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     x = torch.load(out.with_suffix(".pt"), weights_only=True)
     assert x.shape == (200, 2) and torch.isfinite(x).all()
+
+
+def same_tensors(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
+    # The CLI checkpoints only at the end; a long run checkpointing every 10 steps is simulated by setting
+    # checkpoint_every on the config the CLI builds, and a crash by raising right after the step-10 checkpoint.
+    real_train, real_save = train_mod.train, train_mod.save_checkpoint
+    scramble = []   # set: the network handed to train gets other weights (they must come from the checkpoint)
+
+    def train_checkpointing_every_10(method, net, data, config, **kwargs):
+        config.checkpoint_every = 10
+        if scramble:
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.add_(1.0)
+        return real_train(method, net, data, config, **kwargs)
+
+    def save_then_crash(path, *args):
+        real_save(path, *args)
+        if args[-2] == 10:   # the step
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "train", train_checkpointing_every_10)
+    torch.manual_seed(0)     # the same initial weights for both runs, however the CLI draws them
+    assert main([*TINY, "--out", str(tmp_path / "straight")]) == 0
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_crash)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        main([*TINY, "--out", str(tmp_path / "resumed")])
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    assert load_checkpoint(tmp_path / "resumed")["step"] == 10
+    scramble.append(True)
+    assert main([*TINY, "--resume", "--out", str(tmp_path / "resumed")]) == 0
+    straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert resumed["step"] == straight["step"] == 20
+    assert resumed["losses"] == straight["losses"]
+    assert same_tensors(resumed["net"], straight["net"]) and same_tensors(resumed["ema"], straight["ema"])
+    moments = lambda ckpt: {f"{i}.{k}": v for i, s in ckpt["optimizer"]["state"].items()  # noqa: E731
+                            for k, v in s.items()}
+    assert same_tensors(moments(resumed), moments(straight))
+
+
+def test_resume_without_a_checkpoint_fails_with_a_message(tmp_path, capsys):
+    assert main([*TINY, "--resume", "--out", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith("error: no checkpoint at")
+
+
+def test_export_writes_a_slim_checkpoint_of_the_same_model(tmp_path, capsys):
+    slim = tmp_path / "export" / "model.pt"
+    assert main([*TINY, "--out", str(tmp_path / "run"), "--export", str(slim)]) == 0
+    assert f"exported a slim checkpoint to {slim}" in capsys.readouterr().out
+    full_path = tmp_path / "run" / "checkpoint.pt"
+    full, small = load_checkpoint(full_path), load_checkpoint(slim)
+    # no optimizer moments and no generator state: the file is only what sampling needs
+    assert full["optimizer"]["state"] and small["optimizer"] == {}
+    assert full["generator"].numel() > 0 and small["generator"].numel() == 0
+    assert slim.stat().st_size < 0.8 * full_path.stat().st_size
+    assert small["step"] == full["step"] == 20 and small["losses"] == full["losses"]
+    assert small["method"] == full["method"] and small["network"] == full["network"]
+    assert same_tensors(small["net"], full["net"]) and same_tensors(small["ema"], full["ema"])
+    assert not same_tensors(small["ema"], small["net"])   # so the next check can tell EMA from raw weights
+    # the sampler's loader builds the same EMA network from either file: the same predictions
+    _, from_slim, _ = load_model(slim, device="cpu")
+    _, from_full, _ = load_model(full_path, device="cpu")
+    x = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    c = torch.linspace(-7, 4, 32)
+    with torch.no_grad():
+        assert torch.equal(from_slim(x, c), from_full(x, c))
 
 
 @pytest.mark.parametrize("lr_args, lr", [([], recipes.digits_train_config().lr), (["--lr", "5e-4"], 5e-4)])

@@ -4,15 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pfgm_lite.data import TOY_DATASETS, eight_gaussian_modes, eight_gaussians, sample_toy, toy_names
+from pfgm_lite.data import (TOY_DATASETS, checkerboard, eight_gaussian_modes, eight_gaussians, ring, sample_toy,
+                            spiral, toy_names, two_moons)
 
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def test_registry_names():
-    assert toy_names() == sorted(TOY_DATASETS) == ["8gaussians", "checkerboard", "moons", "ring", "spiral"]
+def test_each_name_draws_from_its_own_sampler():
+    expected = {"8gaussians": eight_gaussians, "checkerboard": checkerboard, "moons": two_moons, "ring": ring,
+                "spiral": spiral}
+    assert toy_names() == sorted(expected)      # the documented names, sorted for the error message
+    for name, sampler in expected.items():   # the same draws as the sampler itself: a swapped entry would differ
+        assert torch.equal(sample_toy(name, 300, gen(7)), sampler(300, gen(7)).float()), name
 
 
 @pytest.mark.parametrize("name", sorted(TOY_DATASETS))
@@ -43,6 +48,7 @@ def test_shapes_are_what_they_say():
     x = eight_gaussians(4000, gen(4))
     d, idx = torch.cdist(x, eight_gaussian_modes()).min(dim=1)
     assert d.max() < 0.5 and idx.unique().numel() == 8
+    # float32 cos, sin and norm: a few roundings of 6e-8, inside assert_close's float32 rtol of 1.3e-6
     torch.testing.assert_close(eight_gaussian_modes().norm(dim=1), torch.full((8,), 2.0))
     moons = sample_toy("moons", 5000, gen(5))
     assert moons.mean(0).abs().max() < 0.05  # centred at the origin

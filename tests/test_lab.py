@@ -1,7 +1,12 @@
-"""`make lab` starts JupyterLab on notebooks/ and serves the notebooks."""
+"""`make lab` starts JupyterLab on notebooks/ and serves the notebooks.
+
+Waits are deadlines, not sleeps: the test polls until JupyterLab answers (or stops), up to PFGM_LITE_LAB_TIMEOUT
+seconds (default 180; raise it on a slow or busy machine).
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import signal
@@ -12,8 +17,44 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = ROOT / ".venv" / ".installed"
+DEFAULT_TIMEOUT = 180.0
+
+
+def lab_timeout() -> float:
+    """Seconds to wait for JupyterLab to answer, and again for it to stop: env PFGM_LITE_LAB_TIMEOUT."""
+    value = os.environ.get("PFGM_LITE_LAB_TIMEOUT", "").strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"PFGM_LITE_LAB_TIMEOUT must be a number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def wait_until(condition, timeout: float, interval: float = 0.2) -> bool:
+    """Poll condition() until it is true (-> True) or `timeout` seconds have passed (-> False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group is left."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _free_port() -> int:
@@ -37,29 +78,41 @@ def test_venv_stamp_is_up_to_date():
     assert q.returncode == 0, "the venv stamp is older than pyproject.toml"
 
 
+def test_lab_timeout_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("PFGM_LITE_LAB_TIMEOUT", raising=False)
+    assert lab_timeout() == DEFAULT_TIMEOUT
+    monkeypatch.setenv("PFGM_LITE_LAB_TIMEOUT", "600")
+    assert lab_timeout() == 600.0
+    for bad in ("soon", "0", "-5", "inf"):
+        monkeypatch.setenv("PFGM_LITE_LAB_TIMEOUT", bad)
+        with pytest.raises(ValueError, match=f"PFGM_LITE_LAB_TIMEOUT must be a number of seconds > 0, got '{bad}'"):
+            lab_timeout()
+
+
 def test_make_lab_serves_the_notebooks(tmp_path):
     assert STAMP.exists(), "run the tests through `make test` (it creates .venv/.installed)"
+    timeout = lab_timeout()
     port, token = _free_port(), secrets.token_hex(16)
     args = f"--no-browser --port={port} --ServerApp.token={token} --ServerApp.open_browser=False"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-    log = open(tmp_path / "lab.log", "w")
+    log_path = tmp_path / "lab.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "lab", f"LAB_ARGS={args}"],
         cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def lab_answers() -> bool:
+        assert proc.poll() is None, f"make lab exited early:\n{log_path.read_text()}"
+        try:
+            return _get(f"{base}/lab?token={token}")[0] == 200
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            return False
+
     try:
-        deadline, status = time.monotonic() + 60, None
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"make lab exited early:\n{(tmp_path / 'lab.log').read_text()}"
-            try:
-                status, _ = _get(f"{base}/lab?token={token}")
-            except (urllib.error.URLError, ConnectionError, socket.timeout):
-                status = None
-            if status == 200:
-                break
-            time.sleep(0.5)
-        assert status == 200, f"JupyterLab did not answer on port {port} within 60 s"
+        assert wait_until(lab_answers, timeout), \
+            f"JupyterLab did not answer on port {port} within {timeout:g} s (PFGM_LITE_LAB_TIMEOUT)"
 
         status, body = _get(f"{base}/api/contents/?token={token}")
         assert status == 200
@@ -69,26 +122,17 @@ def test_make_lab_serves_the_notebooks(tmp_path):
 
         status, _ = _get(f"{base}/api/contents/?token=wrong-{token}")
         assert status == 403, "the token must be required"
+        assert proc.poll() is None, "make lab must keep serving until it is stopped"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            raise AssertionError("make lab did not stop on SIGTERM")
-        log.close()
-    assert proc.returncode is not None
-    # nothing of the process group is left behind
-    try:
-        os.killpg(proc.pid, 0)
-    except ProcessLookupError:
-        pass
-    else:
-        time.sleep(2)
-        try:
-            os.killpg(proc.pid, 0)
-            raise AssertionError("processes of `make lab` survived SIGTERM")
-        except ProcessLookupError:
-            pass
+            proc.wait(timeout=timeout)
+            raise AssertionError(f"make lab did not stop within {timeout:g} s of SIGTERM")
+        finally:
+            log.close()
+    # nothing of the process group is left behind (JupyterLab may take a moment to shut its kernels down)
+    assert wait_until(lambda: not group_alive(proc.pid), timeout), "processes of `make lab` survived SIGTERM"

@@ -18,8 +18,10 @@ def test_fourier_features():
     f = fourier_features(c, 16)
     assert f.shape == (11, 16)
     # sin^2 + cos^2 = 1 per frequency, so each row has squared norm n_features / 2
+    # (16 float32 terms of size <= 1: error <= 16 eps32 = 2e-6 absolute, 2.4e-7 of 8, inside rtol 1.3e-6)
     torch.testing.assert_close((f**2).sum(1), torch.full((11,), 8.0))
     # the lowest frequency is 1/8: the first feature is sin(c / 8)
+    # (float32 exp(log(1/8)) is 1/8 to a few eps32 and |c| <= 7: the sines agree to ~1e-6, inside atol 1e-5)
     torch.testing.assert_close(f[:, 0], torch.sin(c / 8))
 
 
@@ -54,6 +56,7 @@ def test_self_attention_treats_pixels_as_a_set():
     shuffled = x.flatten(2)[:, :, perm].reshape(x.shape)
     out, out_shuffled = attn(x), attn(shuffled)
     assert out.shape == x.shape
+    # the same sums over 25 pixels and 16 channels in another order: float32 rounding ~25 eps32 |terms| ~ 5e-6
     torch.testing.assert_close(out_shuffled, out.flatten(2)[:, :, perm].reshape(x.shape), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out, x, atol=1e-3)   # and it does change its input
     with pytest.raises(ValueError, match="attention channels must be divisible by heads = 4, got 10"):
@@ -78,7 +81,7 @@ def test_build_network_reproduces_architecture(make):
     rebuilt.load_state_dict(net.state_dict())
     shape = (2, 3) if isinstance(net, MLP) else (2, 1, 12, 12)
     x, c = torch.randn(shape), torch.randn(2)
-    torch.testing.assert_close(rebuilt(x, c), net(x, c), rtol=0, atol=0)
+    torch.testing.assert_close(rebuilt(x, c), net(x, c), rtol=0, atol=0)   # same weights, inputs, kernels: bitwise
     # the config survives a checkpoint round trip (plain types only)
     assert build_network(dict(net.config)).config == net.config
 

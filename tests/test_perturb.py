@@ -135,10 +135,16 @@ def test_rule_reproduces_cifar10():
 
 
 def test_rule_reproduces_fact_sheet_mnist_example():
-    hp = hyperparameter_rule(784, 9.3)
-    assert hp.M == 245
-    assert hp.z_max == pytest.approx(11.1, abs=0.05)
-    assert hp.upper_norm == pytest.approx(391, abs=1)
+    N, n_bar, sigma, tau = 784, 9.3, 0.01, 0.03
+    hp = hyperparameter_rule(N, n_bar)
+    # App. B.1.1: M is the first integer above 0.75 log_{1+tau}(n_bar^2 / (2 sqrt(N) sigma^2)); the perturbation
+    # scale there is sigma (1+tau)^M, z_max = E|eps_z| = sqrt(2/pi) scale, upper_norm = sqrt(N) scale
+    M = math.floor(0.75 * math.log(n_bar**2 / (2 * math.sqrt(N) * sigma**2), 1 + tau)) + 1
+    scale = sigma * math.exp(M * math.log1p(tau))
+    assert hp.M == M == 245   # the fact sheet's M
+    # float64, (1+tau)^M by two different routes: ~M eps = 5e-14 apart at most
+    assert hp.z_max == pytest.approx(math.sqrt(2 / math.pi) * scale, rel=1e-12)          # 11.1 in the fact sheet
+    assert hp.upper_norm == pytest.approx(math.sqrt(N) * scale, rel=1e-12)              # 391 in the fact sheet
 
 
 def test_rule_relations():
@@ -156,6 +162,7 @@ def test_hyperparameters_for_uses_numel_and_mean_norm():
     data = torch.randn(500, 1, 4, 4, generator=gen(2))
     hp = hyperparameters_for(data)
     assert hp.N == 16
+    # the float32 mean of 500 norms of 16 terms; summed in any order it is within ~log2(500) eps32 = 5e-7
     assert hp.mean_norm == pytest.approx(data.flatten(1).norm(dim=1).mean().item(), rel=1e-6)
     assert mean_data_norm(torch.full((3, 2), 3.0)) == pytest.approx(math.sqrt(18))
 

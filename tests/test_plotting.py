@@ -30,6 +30,7 @@ def test_uniform_polar_angle_pdf_is_the_derivative_of_the_cdf(n):
     theta = np.linspace(0.1, 1.4, 7)
     h = 1e-6
     numeric = (flows.uniform_polar_angle_cdf(theta + h, n) - flows.uniform_polar_angle_cdf(theta - h, n)) / (2 * h)
+    # central difference: truncation ~h^2 = 1e-12, rounding ~1e-15 / h = 1e-9 of a density ~1
     np.testing.assert_allclose(plotting.uniform_polar_angle_pdf(theta, n), numeric, rtol=1e-6)
 
 

@@ -44,6 +44,8 @@ def test_clipped_fraction_matches_samples(clip, N, z_max, upper_norm):
     p = clipped_fraction(N, z_max, upper_norm)
     assert abs(s.clipped.double().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
     norms = s.x.norm(dim=1)
+    # float32: the norm R, the scaling by upper_norm / R and the norm again; torch sums N <= 3072 squares in a
+    # cascade, ~log2(N) eps32 each: a few 1e-6 at most
     torch.testing.assert_close(norms[s.clipped], torch.full((int(s.clipped.sum()),), upper_norm), rtol=1e-5, atol=0)
     assert (norms[~s.clipped] <= upper_norm).all()
 
@@ -51,9 +53,12 @@ def test_clipped_fraction_matches_samples(clip, N, z_max, upper_norm):
 def test_clipped_fraction_values():
     # the fact sheet: about 54% of CIFAR prior radii are clipped with the shipped z_max = 40, upper_norm = 3000
     assert clipped_fraction(3072, 40.0, 3000.0) == pytest.approx(0.54, abs=0.005)
-    # with the rule's own upper_norm = sqrt(pi N / 2) z_max it is ~0.49 whatever z_max
+    # N = 2: P(R > U) = z_max / sqrt(U^2 + z_max^2) (the radius CDF above), so at the rule's own
+    # upper_norm U = sqrt(pi N / 2) z_max = sqrt(pi) z_max it is 1 / sqrt(1 + pi) = 0.4929 whatever z_max.
+    # Float64 betainc of arguments exact to a few ulps: 1e-12 leaves ~1000x room.
     for z_max in (0.1, 3.0, 40.0):
-        assert clipped_fraction(2, z_max, math.sqrt(math.pi) * z_max) == pytest.approx(0.49, abs=0.005)
+        assert clipped_fraction(2, z_max, math.sqrt(math.pi) * z_max) == pytest.approx(1 / math.sqrt(1 + math.pi),
+                                                                                       rel=0, abs=1e-12)
     assert clipped_fraction(2, 1.0, 1e9) < 1e-8 and clipped_fraction(2, 1.0, 1e-9) > 1 - 1e-8
 
 
@@ -78,8 +83,9 @@ def test_radius_clip_bounds_radius_and_keeps_directions():
     free = sample_prior(5000, 2, 0.2, clip="none", generator=gen(4))
     rad = sample_prior(5000, 2, 0.2, 2.0, clip="radius", generator=gen(4))
     r = rad.x.norm(dim=1)
-    assert (r >= 1 - 1e-6).all() and (r <= 2 + 1e-6).all()  # R clipped to [1, upper_norm]
+    assert (r >= 1 - 1e-6).all() and (r <= 2 + 1e-6).all()  # R clipped to [1, upper_norm], float32: a few eps32
     assert (free.x.norm(dim=1) < 1).float().mean() > 0.5  # so the lower clip acted on most of them
+    # float32, N = 2: a scaling and two 2-term norms, a few eps32 (assert_close's float32 rtol is 1.3e-6 = 11 eps32)
     torch.testing.assert_close(rad.x / r[:, None], free.x / free.x.norm(dim=1, keepdim=True))
     assert (rad.z == 0.2).all()
 

@@ -1,23 +1,29 @@
-"""Facts about pfgm_lite/train.py: the loss goes down, resuming is exact, checkpoints are atomic and safe to load,
-divergence and bad settings are reported clearly."""
+"""Facts about pfgm_lite/train.py: the loss goes down, the EMA, learning-rate schedule and gradient clipping do what
+they say, resuming is exact, checkpoints are atomic, safe to load and reused only when they match, divergence and
+bad settings are reported clearly."""
 from __future__ import annotations
 
+import math
 import os
 import pickle
+import shutil
 import statistics
 from pathlib import Path
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import pfgm_lite.train as train_mod
 from pfgm_lite.data import sample_toy
 from pfgm_lite.methods import PFGM
 from pfgm_lite.nets import MLP
 from pfgm_lite.perturb import hyperparameters_for
-from pfgm_lite.train import TrainConfig, load_checkpoint, load_model, loss_on_batch, save_checkpoint, train
+from pfgm_lite.train import (TrainConfig, load_checkpoint, load_model, loss_on_batch, save_checkpoint, train,
+                             train_or_load)
 
 SMALL = dict(steps=40, batch_size=32, large_batch_size=128, warmup=5, device="cpu")
+EPS32 = torch.finfo(torch.float32).eps
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -75,7 +81,123 @@ def test_loss_on_batch_is_half_squared_error_of_the_target():
     x, z = method.perturb(large[:32], generator=gen(3))
     target = method.target(x, z, large)
     expected = 0.5 * ((net(*method.network_input(x, z)) - target) ** 2).sum(1).mean()
-    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(loss, expected)   # the same float32 operations on the same inputs
+
+
+# --- EMA, learning rate, gradient clipping ----------------------------------------------------
+
+def flat_weights(net) -> torch.Tensor:
+    """All parameters of a network as one float64 vector (a snapshot: later steps do not change it)."""
+    return torch.cat([p.detach().double().flatten() for p in net.parameters()])
+
+
+def test_ema_is_the_exponential_average_of_the_raw_weights():
+    method, data = moons(500)
+    decay, steps = 0.8, 12
+    net = small_net(width=8)
+    raw = [flat_weights(net)]                       # the EMA starts as a copy of the initial weights
+    config = TrainConfig(**{**SMALL, "steps": steps, "ema_decay": decay, "lr": 1e-2, "warmup": 0})
+    result = train(method, net, data, config, progress=False, callback_every=1,
+                   callback=lambda step, losses: raw.append(flat_weights(net)))
+    assert len(raw) == steps + 1
+
+    def average(weight_of_new: float) -> torch.Tensor:   # e_0 = w_0, e_k = (1 - a) e_{k-1} + a w_k, in float64
+        e = raw[0]
+        for w in raw[1:]:
+            e = (1 - weight_of_new) * e + weight_of_new * w
+        return e
+
+    expected = average(1 - decay)
+    # the trainer's float32 lerp rounds each step by ~2 eps32 |w|; summed over the steps
+    tol = 2 * steps * EPS32 * torch.stack(raw).abs().max().item()
+
+    def is_the_ema(candidate: torch.Tensor) -> bool:
+        return (candidate - expected).abs().max().item() <= tol
+
+    assert is_the_ema(flat_weights(result.ema))
+    # the check rejects the plausible wrong EMAs: never updated, a copy of the net, decay and 1 - decay swapped
+    # (measured: the trainer's EMA is 3e-8 from the recursion, tol = 1.2e-6; the wrong ones are 1.3e-2 to 5.5e-2 off)
+    for wrong in (raw[0], raw[-1], average(decay)):
+        assert not is_the_ema(wrong)
+
+
+def test_ema_lags_the_net_and_decay_zero_is_the_net():
+    method, data = moons(500)
+    config = TrainConfig(**{**SMALL, "steps": 20})
+    slow = train(method, small_net(width=8), data, config, progress=False)   # ema_decay = 0.999
+    # 20 Adam steps of up to lr = 1e-3 move a weight by up to ~2e-2; the 0.999-EMA keeps 98% of the start
+    assert (flat_weights(slow.ema) - flat_weights(slow.net)).abs().max() > 1e-3   # measured 1.1e-2
+    fast = train(method, small_net(width=8), data, TrainConfig(**{**SMALL, "steps": 20, "ema_decay": 0.0}),
+                 progress=False)
+    ema, net = flat_weights(fast.ema), flat_weights(fast.net)
+    # ema.lerp_(net, 1) is net up to one float32 rounding
+    assert ((ema - net).abs() <= EPS32 * net.abs()).all()
+
+
+def test_learning_rate_schedule_formula():
+    lr, warmup, steps = 2e-3, 10, 110
+    config = TrainConfig(steps=steps, warmup=warmup, lr=lr)
+
+    def cosine(step):   # lr/10 + (lr - lr/10) (1 + cos(pi progress)) / 2, progress from 0 to 1 after warm-up
+        progress = (step - warmup) / (steps - warmup)
+        return lr / 10 + 0.9 * lr * (1 + math.cos(math.pi * progress)) / 2
+
+    # float64 arithmetic of a few operations: equal to ~1e-16 relative
+    expected = {0: lr / 10,              # warm-up: linear from lr / warmup ...
+                4: lr / 2,
+                9: lr,                   # ... to lr at its last step
+                10: lr,                  # the cosine starts at lr
+                60: 0.55 * lr,           # half-way: the mean of lr and lr/10
+                109: cosine(109),        # the last step, just above lr/10
+                110: lr / 10}
+    for step, value in expected.items():
+        assert math.isclose(config.lr_at(step), value, rel_tol=1e-12), step
+    assert config.lr_at(109) < 0.1003 * lr
+    constant = TrainConfig(steps=steps, warmup=warmup, lr=lr, cosine=False)
+    assert [constant.lr_at(s) for s in (0, 9, 10, 60, 109)] == [lr / 10, lr, lr, lr, lr]
+    assert TrainConfig(warmup=0, lr=lr).lr_at(0) == lr
+
+
+def optimizer_steps(method, data, config, net=None) -> list[tuple[float, float]]:
+    """Train, and record (learning rate, float64 norm of all gradients) as the optimizer sees them at each step."""
+    seen = []
+
+    def hook(optimizer, args, kwargs):
+        grads = [p.grad.double().flatten() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        seen.append((optimizer.param_groups[0]["lr"], torch.cat(grads).norm().item()))
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        train(method, net or small_net(), data, config, progress=False)
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_each_step_uses_the_scheduled_learning_rate():
+    method, data = moons(500)
+    config = TrainConfig(**{**SMALL, "steps": 12, "warmup": 4})
+    seen = optimizer_steps(method, data, config)
+    assert [lr for lr, _ in seen] == [config.lr_at(step) for step in range(12)]
+    assert len({lr for lr, _ in seen}) >= 10   # a schedule, not one constant
+
+
+def test_gradients_are_clipped_before_the_optimizer_step(monkeypatch):
+    method, data = moons(500)
+    clip = 1e-3                                   # far below the raw gradient norms (measured 0.5 to 1.1)
+    config = TrainConfig(**{**SMALL, "steps": 10, "grad_clip": clip})
+    n_params = sum(p.numel() for p in small_net().parameters())
+    # clip_grad_norm_ rescales by clip / (norm + 1e-6) with the norm summed in float32: error <= n_params eps32
+    bound = clip * (1 + n_params * EPS32)
+
+    def clipped(norms) -> bool:
+        return max(norms) <= bound
+
+    assert clipped([norm for _, norm in optimizer_steps(method, data, config)])
+    # the check catches a trainer that does not clip: the optimizer then sees the raw gradients
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda parameters, max_norm, *a, **k: torch.tensor(0.0))
+    raw = [norm for _, norm in optimizer_steps(method, data, config)]
+    assert not clipped(raw) and min(raw) > 10 * clip
 
 
 # --- checkpoints ----------------------------------------------------------------------------
@@ -176,6 +298,40 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
         with pytest.raises(ValueError, match="is not a readable pfgm-lite checkpoint"):
             load_checkpoint(tmp_path / name)
         assert not marker.exists()
+
+
+def test_train_or_load_reuses_a_matching_checkpoint(tmp_path, monkeypatch):
+    method, data = moons(500)
+    short = {**SMALL, "steps": 10}
+    config = TrainConfig(**short)
+    first = train_or_load(method, small_net(), data, config, tmp_path / "run", progress=False)
+    calls = []
+    real_train = train_mod.train
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train", spy)
+    # a network with other initial weights: what comes back must be the file's
+    again = train_or_load(method, small_net(seed=99), data, config, tmp_path / "run", progress=False)
+    assert calls == [] and again.seconds == 0.0 and again.step == 10
+    assert again.losses == first.losses
+    for a, b in [(again.net, first.net), (again.ema, first.ema)]:
+        assert torch.equal(flat_weights(a), flat_weights(b))
+
+    # another config, method or network: trained anew (each case starts from a copy of the same checkpoint)
+    changes = {"config": (method, small_net(), TrainConfig(**{**short, "lr": 2e-3})),
+               "method": (PFGM(method.hp, (2,), gamma=5.0), small_net(), config),
+               "network": (method, small_net(width=16), config),
+               "steps": (method, small_net(), TrainConfig(**{**short, "steps": 11}))}
+    for name, (m, net, cfg) in changes.items():
+        (tmp_path / name).mkdir()
+        shutil.copy(tmp_path / "run" / "checkpoint.pt", tmp_path / name / "checkpoint.pt")
+        before = len(calls)
+        result = train_or_load(m, net, data, cfg, tmp_path / name, progress=False)
+        assert len(calls) == before + 1, f"a changed {name} must retrain"
+        assert result.step == cfg.steps and load_checkpoint(tmp_path / name)["train_config"]["lr"] == cfg.lr
 
 
 # --- divergence -----------------------------------------------------------------------------

@@ -1,0 +1,43 @@
+"""Facts about pfgm_lite/runtime.py: when quick mode is on (PFGM_LITE_QUICK, CI), and what pick returns."""
+from __future__ import annotations
+
+import pytest
+
+from pfgm_lite import runtime
+
+
+@pytest.mark.parametrize("quick, ci, expected", [
+    (None, None, False),          # nothing set: full mode
+    ("1", None, True),
+    ("true", None, True),
+    (" Yes ", None, True),        # case and spaces do not matter
+    ("0", None, False),
+    ("", None, False),            # empty means unset
+    (None, "true", True),         # CI alone turns quick mode on
+    (None, "1", True),
+    (None, "false", False),
+    (None, "0", False),
+    (None, "", False),
+    ("0", "true", False),         # PFGM_LITE_QUICK=0 forces full mode even on CI
+    ("1", "false", True),
+    ("", "true", True),           # an empty PFGM_LITE_QUICK leaves the decision to CI
+])
+def test_is_quick_reads_the_environment(monkeypatch, quick, ci, expected):
+    for name, value in (("PFGM_LITE_QUICK", quick), ("CI", ci)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert runtime.is_quick() is expected
+
+
+def test_pick_follows_quick_mode(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("PFGM_LITE_QUICK", "1")
+    assert runtime.pick(8000, 400) == 400
+    monkeypatch.setenv("PFGM_LITE_QUICK", "0")
+    assert runtime.pick(8000, 400) == 8000
+    # the decision is made at each call, not once at import
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("PFGM_LITE_QUICK")
+    assert runtime.pick("full", "quick") == "quick"
