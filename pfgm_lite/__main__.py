@@ -53,7 +53,12 @@ def _parser() -> argparse.ArgumentParser:
                          "recipe (default for cifar10, with the shipped M = 291, z_max = 40, upper_norm = 3000; "
                          "cifar10 with 'lite' takes M, z_max, upper_norm from the data-driven rule)")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda (under torchrun: each process's own GPU)")
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (any number of processes)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from OUT/checkpoint.pt (any number of processes); --steps may grow, the other "
+                         "training settings must be those of the checkpoint")
+    tr.add_argument("--checkpoint-every", type=int, default=500,
+                    help="also write OUT/checkpoint.pt every this many steps, so an interrupted run can --resume "
+                         "(default 500; 0: only at the end)")
     tr.add_argument("--data-root", default="data", help="folder of torchvision's CIFAR-10 files (default: data)")
     tr.add_argument("--download", action="store_true",
                     help="download CIFAR-10 into --data-root when it is missing (needs the internet)")
@@ -86,6 +91,7 @@ def _train_config(args):
     config.seed = args.seed
     config.lr = config.lr if args.lr is None else args.lr
     config.device = args.device
+    config.checkpoint_every = args.checkpoint_every
     return config
 
 

@@ -438,3 +438,26 @@ def _check_ideal_denoiser(denoiser) -> str:
         compare(f"case {k + 1} (D = {extra:g}, sigma = {sigma}, 30 points, 300 data points)", denoiser(x, sigma, y, extra),
                 expected, rtol=1e-6, atol=1e-9)
     return "E[y | x, r] matches pfgmpp.PFGMpp.ideal_denoiser for 4 hidden (D, sigma)"
+
+
+# --------------------------------------------------------------------------------------------------
+# 08 PFGM against diffusion
+# --------------------------------------------------------------------------------------------------
+
+@exercise("08.1", "the NFE needed for a quality",
+          "go through the NFE in increasing order and return the first whose score is at or below the threshold; "
+          "return None when none is (a failed run scores inf)")
+def _check_nfe_to_reach(nfe_to_reach) -> str:
+    cases = [
+        ("a curve that reaches 1.2 at NFE 20", [10, 20, 36, 50], [2.5, 1.19, 1.1, 1.3], 1.2, 20),
+        ("unsorted NFE", [50, 10, 36, 20], [1.1, 3.0, 1.15, 1.5], 1.2, 36),
+        ("never reached", [6, 10, 20], [9.0, 4.0, 1.9], 1.2, None),
+        ("a failed run (inf) on the way", [5, 10, 20], [math.inf, 1.0, 0.9], 1.2, 10),
+        ("exactly at the threshold", [10, 20], [1.2, 1.0], 1.2, 10),
+    ]
+    for name, nfe, score, threshold, expected in cases:
+        got = nfe_to_reach(list(nfe), list(score), threshold)
+        if got != expected:
+            raise Wrong(f"case '{name}' (NFE {nfe}, scores {score}, threshold {threshold}): got {got!r}, "
+                        f"expected {expected!r}")
+    return "nfe_to_reach is right on 5 hidden curves (unsorted, unreached, failed runs, ties)"

@@ -28,6 +28,8 @@ from .methods import Method, method_from_config
 from .nets import build_network
 
 CHECKPOINT_FORMAT = "pfgm-lite-checkpoint"
+#: TrainConfig fields a resumed run may change (more steps extends a run; its cosine decay follows the new total)
+RESUMABLE_CHANGES = ("steps", "device", "checkpoint_every")
 CHECKPOINT_VERSION = 1
 
 
@@ -177,6 +179,13 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         ckpt = distributed.broadcast_from_main(lambda: load_checkpoint(resume), parallel)
         if ckpt["method"] != method.to_config():
             raise ValueError(f"checkpoint {resume} was made for a different method configuration")
+        saved = ckpt.get("train_config") or {}
+        differ = sorted(k for k, v in asdict(config).items()
+                        if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v)
+        if differ:
+            raise ValueError(f"checkpoint {resume} was trained with other settings: "
+                             + ", ".join(f"{k} = {saved[k]!r} there, {getattr(config, k)!r} now" for k in differ)
+                             + f"; only {', '.join(RESUMABLE_CHANGES)} may change when resuming")
         load_weights(net, ckpt["net"], resume)
         load_weights(ema, ckpt["ema"], resume)
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -193,6 +193,18 @@ def denoiser_r_equals_sigma(x, sigma, y, extra):                # forgets r = si
 
 
 
+def nfe_to_reach_right(nfe, score, threshold):
+    return next((n for n, s in sorted(zip(nfe, score)) if s <= threshold), None)
+
+
+def nfe_to_reach_in_given_order(nfe, score, threshold):      # forgets to sort by NFE
+    return next((n for n, s in zip(nfe, score) if s <= threshold), None)
+
+
+def nfe_to_reach_strict(nfe, score, threshold):              # '<' where the question says 'at or below'
+    return next((n for n, s in sorted(zip(nfe, score)) if s < threshold), None)
+
+
 CASES = {   # key -> (a right answer, [plausible wrong answers])
     "01.1": (ball_volume_right, [ball_volume_sphere_area, lambda d: ball_volume_right(d) * d]),
     "01.2": (ball_field_right, [ball_field_point_charge, lambda r: min(r, 1.0) / (4 * math.pi * r**2)]),
@@ -211,6 +223,7 @@ CASES = {   # key -> (a right answer, [plausible wrong answers])
     "06.2": (frechet_right, [frechet_no_cross_term, frechet_elementwise_sqrt]),
     "07.1": (kernel_radius_right, [kernel_radius_pfgm_law, kernel_radius_gaussian]),
     "07.2": (denoiser_right, [denoiser_pfgm_power, denoiser_r_equals_sigma]),
+    "08.1": (nfe_to_reach_right, [nfe_to_reach_in_given_order, nfe_to_reach_strict]),
 }
 
 

@@ -153,13 +153,10 @@ def test_float32_target_direction_in_784d_near_the_data(moons_784d, z):
         assert cosine >= BAR_COSINE, (z, cosine)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "physics.squared_distances keeps float32 dot-product distances for d^2 > 1e-3 (|x|^2 + max |y|^2); their "
-    "error eps32 (|x|^2 + |y|^2) ~ 4e-7 is 1e-5 to 1e-4 of d^2 = 784 z^2 here, and the weights d^-785 multiply it "
-    "by 392: the float32 target's norm is off by up to 1.5e-3 for z in [2e-3, 1e-2] in 784-D"))
 def test_float32_target_norm_in_784d_near_the_data(moons_784d):
-    # measured relative norm errors (128 points): 1.1e-3 at z = 3e-3 (about 1 point in 8 above 1e-4), 1.0e-4 at
-    # z = 1e-2 (1 point in 256 above); with float64 distances (a patched squared_distances) 3.3e-6 and 1.8e-6
+    # with float32 dot-product distances (before physics.weighted_field computed float32 inputs in float64) the
+    # weights d^-785 multiplied their error eps32 (|x|^2 + |y|^2) ~ 4e-7, 1e-5 to 1e-4 of d^2 = 784 z^2 here, by 392:
+    # measured 1.1e-3 at z = 3e-3 and 1.0e-4 at z = 1e-2; in float64 the errors are the final rounding
     for z in (3e-3, 1e-2):
         for _, relative in target_errors(moons_784d, z, 128):
             assert relative <= BAR_NORM, (z, relative)

@@ -394,3 +394,15 @@ def test_resume_with_another_method_is_refused(tmp_path):
     other = PFGM(method.hp, (2,), gamma=5.0)
     with pytest.raises(ValueError, match="was made for a different method configuration"):
         train(other, small_net(), data, TrainConfig(**SMALL), resume=tmp_path / "checkpoint.pt", progress=False)
+
+
+def test_resume_with_other_training_settings_is_refused(tmp_path):
+    """More steps may extend a run; a different lr or batch size would silently make another run: refused."""
+    method, data = moons(500)
+    train(method, small_net(), data, TrainConfig(**SMALL), out_dir=tmp_path, progress=False)
+    changed = TrainConfig(**{**SMALL, "lr": SMALL.get("lr", 1e-3) * 2, "batch_size": 16})
+    with pytest.raises(ValueError, match=r"trained with other settings: batch_size = .* there, 16 now, lr = "):
+        train(method, small_net(), data, changed, resume=tmp_path / "checkpoint.pt", progress=False)
+    longer = TrainConfig(**{**SMALL, "steps": SMALL["steps"] + 2})
+    result = train(method, small_net(), data, longer, resume=tmp_path / "checkpoint.pt", progress=False)
+    assert result.step == SMALL["steps"] + 2
