@@ -76,6 +76,20 @@ def train_key(options: dict) -> str:
     return f"{g}-{'cin' if options['precondition'] else 'raw'}-{'rM' if options['restrict_M'] else 'noRM'}"
 
 
+def git_commit() -> str:
+    """The checkout's commit (and '+dirty' when it has changes), recorded with the results."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "pfgm_lite", "benchmarks"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 class TooManyEvaluations(RuntimeError):
     pass
 
@@ -169,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = dict(command="python benchmarks/ablation.py" + ("" if argv is None else " " + " ".join(argv)),
                 train_config=asdict(config), samples=n_samples, max_nfe=args.max_nfe,
                 samplers=[list(s) for s in SAMPLERS], variants=variants(), torch=torch.__version__,
-                machine=platform.processor() or platform.machine(), threads=args.threads)
+                machine=platform.processor() or platform.machine(), threads=args.threads,
+                commit=git_commit())
     for name in args.data:
         out = Path(args.out_dir) / f"ablation-{name}.json"
         results = json.loads(out.read_text()) if out.exists() else None

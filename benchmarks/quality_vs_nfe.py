@@ -133,6 +133,20 @@ class Scorer:
         return out
 
 
+def git_commit() -> str:
+    """The checkout's commit (and '+dirty' when it has changes), recorded with the results."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "pfgm_lite", "benchmarks"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 class TooManyEvaluations(RuntimeError):
     pass
 
@@ -276,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(path.read_text()) if path.exists() else dict(rows=[])
         results["meta"] = dict(command="python benchmarks/quality_vs_nfe.py", train_config=asdict(config_train),
                                samples=n_samples, tuned=tuned, torch=torch.__version__, threads=args.threads,
-                               machine=platform.processor() or platform.machine(), data=name)
+                               machine=platform.processor() or platform.machine(), data=name,
+                               commit=git_commit())
         train_data = recipes.toy_data(name)
         hp = perturb.hyperparameters_for(train_data)
         main_set = name in ("moons", "checkerboard", "8gaussians")

@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end in their --quick form (tiny training, few samples), write results files of
+the shape the notebooks read, and resume instead of recomputing. The full runs take hours; these take seconds."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *args: str, cwd: Path) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=cwd, capture_output=True,
+                         text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_ablation_quick_writes_every_variant_and_resumes(tmp_path):
+    args = ("--quick", "--data", "moons", "--seeds", "0", "--out-dir", str(tmp_path / "results"),
+            "--runs", str(tmp_path / "runs"))
+    run("ablation.py", *args, cwd=tmp_path)
+    results = json.loads((tmp_path / "results" / "ablation-moons.json").read_text())
+    variants = results["meta"]["variants"]
+    assert len(variants) == 12 and variants["paper"]["z_velocity"] == "paper" and variants["ours"]["clip"] == "ray"
+    rows = results["rows"]
+    assert {(r["variant"], r["solver"]) for r in rows} == {(v, s) for v in variants for s in ("heun", "rk45")}
+    assert len({r["train"] for r in rows}) == 8                         # 3 training switches, one at a time
+    assert all(r["sw"] > 0 and (math.isfinite(r["sw"]) or r.get("failed") or r["far"] > 0) for r in rows)
+    assert run("ablation.py", *args, cwd=tmp_path).strip() == ""         # the finished seed is not redone
+
+
+def test_quality_vs_nfe_quick_tunes_then_compares(tmp_path):
+    common = ("--quick", "--out-dir", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"))
+    out = run("quality_vs_nfe.py", "--tune", *common, cwd=tmp_path)
+    tuning = json.loads((tmp_path / "results" / "tuning.json").read_text())
+    assert set(tuning["best"]) == {"edm", "pfgm"} and "tuned:" in out
+    assert {r["data"] for r in tuning["rows"]} == {"moons", "checkerboard"}   # the tuning never sees other sets
+    run("quality_vs_nfe.py", "--data", "8gaussians", "--seeds", "0", "--methods", "pfgm", "pfgmpp-D8", "edm",
+        *common, cwd=tmp_path)
+    rows = json.loads((tmp_path / "results" / "quality_vs_nfe-8gaussians.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"pfgm", "pfgmpp-D8", "edm", "ddpm"}
+    assert {r["solver"] for r in rows if r["method"] == "ddpm"} == {"ancestral"}
+    assert {r["solver"] for r in rows if r["method"] == "edm"} == {"euler", "heun", "rk45"}
+    assert all("rms_mode" in r or not math.isfinite(r["sw"]) for r in rows)   # eight Gaussians: mode statistics
