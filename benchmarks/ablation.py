@@ -41,10 +41,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from pfgm_lite import data, methods, metrics, nets, perturb, recipes, sampling, train  # noqa: E402
+from common import RESULTS, Scorer, TooManyEvaluations, capped, git_commit, write_json  # noqa: E402
+from pfgm_lite import data, methods, nets, perturb, recipes, sampling, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 PAPER = dict(gamma=5.0, precondition=False, restrict_M=True, clip="radius", z_velocity="paper")
 OURS = dict(gamma="scaled", precondition=True, restrict_M=False, clip="ray", z_velocity="exact")
@@ -76,62 +76,12 @@ def train_key(options: dict) -> str:
     return f"{g}-{'cin' if options['precondition'] else 'raw'}-{'rM' if options['restrict_M'] else 'noRM'}"
 
 
-def git_commit() -> str:
-    """The checkout's commit (and '+dirty' when it has changes), recorded with the results."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "pfgm_lite", "benchmarks"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-class TooManyEvaluations(RuntimeError):
-    pass
-
-
-def capped(predict, max_nfe: int):
-    """Wrap a predictor so that RK45 gives up (TooManyEvaluations) after max_nfe network calls."""
-    calls = [0]
-
-    def wrapped(x, t):
-        calls[0] += 1
-        if calls[0] > max_nfe:
-            raise TooManyEvaluations(f"more than {max_nfe} evaluations")
-        return predict(x, t)
-
-    return wrapped
-
-
-def score(name: str, x: torch.Tensor, true_sampler, floor: float, max_norm: float, g: torch.Generator) -> dict:
-    """sw / floor, far fraction (and rms_mode, modes for 8gaussians) of samples x (n, 2)."""
-    finite = torch.isfinite(x).all(dim=1)
-    far = ((x.norm(dim=1) > 2 * max_norm) | ~finite).float().mean().item()
-    if not finite.all():
-        return dict(sw=math.inf, far=far)
-    sw = sum(metrics.sliced_wasserstein(x, true_sampler(len(x)), n_projections=500, generator=g) for _ in range(3)) / 3
-    out = dict(sw=sw / floor, far=far)
-    if name == "8gaussians":
-        modes = data.eight_gaussian_modes()
-        out["rms_mode"] = metrics.nearest_mode_rms(x, modes)
-        nearest = torch.cdist(x.double(), modes.double()).argmin(dim=1)
-        out["modes"] = int((torch.bincount(nearest, minlength=8) >= 0.05 * len(x)).sum())
-    return out
-
-
 def run_one(name: str, seed: int, config: train.TrainConfig, n_samples: int, max_nfe: int, run_root: Path,
             progress: bool) -> list[dict]:
     """Train the 8 networks of one (data, seed) (or load them) and score every variant with every sampler."""
     train_data = recipes.toy_data(name)
     hp = perturb.hyperparameters_for(train_data)
-    g = torch.Generator().manual_seed(1000 + seed)
-    true_sampler = lambda n: data.sample_toy(name, n, g)  # noqa: E731
-    sw = lambda a, b: metrics.sliced_wasserstein(a, b, n_projections=500, generator=g)  # noqa: E731
-    floor = metrics.noise_floor(sw, true_sampler, n_samples, repeats=5)
+    score = Scorer(name, n_samples, hp.max_norm, seed)
     networks, seconds = {}, {}
     rows = []
     for variant, options in variants().items():
@@ -150,7 +100,7 @@ def run_one(name: str, seed: int, config: train.TrainConfig, n_samples: int, max
             try:
                 out = sampling.sample(method, predict, n_samples, solver=solver, steps=steps,
                                       generator=torch.Generator().manual_seed(seed))
-                row = dict(nfe=out.nfe, **score(name, out.x, true_sampler, floor, hp.max_norm, g))
+                row = dict(nfe=out.nfe, **score(out.x))
             except (TooManyEvaluations, RuntimeError) as err:   # RK45 that does not finish counts as failed
                 row = dict(nfe=None, sw=math.inf, far=math.nan, failed=str(err)[:120])
             rows.append(dict(data=name, seed=seed, variant=variant, train=key, train_seconds=seconds[key],
@@ -199,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = run_one(name, seed, config, n_samples, args.max_nfe, runs, progress=not args.quick)
             results["rows"].extend(rows)
             results["meta"]["updated"] = time.strftime("%Y-%m-%d %H:%M")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(results, indent=1))
-            tmp.replace(out)
+            write_json(out, results)
             print(f"{name} seed {seed}: {len(rows)} rows in {time.perf_counter() - start:.0f} s -> {out}", flush=True)
     return 0
 

@@ -42,12 +42,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from pfgm_lite import data, methods, metrics, nets, perturb, recipes, sampling, train  # noqa: E402
+from common import RESULTS, Scorer, TooManyEvaluations, capped, git_commit, write_json  # noqa: E402
+from pfgm_lite import data, methods, nets, perturb, recipes, sampling, train  # noqa: E402
 from pfgm_lite.diffusion import EDM, ancestral_sample  # noqa: E402
 from pfgm_lite.pfgmpp import PFGMpp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 TRAIN = train.TrainConfig(steps=8000, batch_size=256, large_batch_size=2048, lr=1e-3, warmup=200, ema_decay=0.999)
 QUICK_TRAIN = train.TrainConfig(steps=40, batch_size=64, large_batch_size=256, lr=1e-3, warmup=5, ema_decay=0.9)
 DATA = ("moons", "checkerboard", "8gaussians", "ring", "spiral")
@@ -105,64 +105,6 @@ def train_cached(method, train_data, config, seed: int, folder: Path, progress: 
                                progress=progress).ema
 
 
-class Scorer:
-    """SW / floor (mean over 3 true draws), far share, and mode statistics for 8gaussians."""
-
-    def __init__(self, name: str, n: int, max_norm: float, seed: int):
-        self.name, self.n, self.max_norm = name, n, max_norm
-        self.g = torch.Generator().manual_seed(1000 + seed)
-        self.floor = metrics.noise_floor(self.sw, self.true, n, repeats=5)
-
-    def true(self, n: int) -> torch.Tensor:
-        return data.sample_toy(self.name, n, self.g)
-
-    def sw(self, a: torch.Tensor, b: torch.Tensor) -> float:
-        return metrics.sliced_wasserstein(a, b, n_projections=500, generator=self.g)
-
-    def __call__(self, x: torch.Tensor) -> dict:
-        finite = torch.isfinite(x).all(dim=1)
-        far = ((x.norm(dim=1) > 2 * self.max_norm) | ~finite).float().mean().item()
-        if not finite.all():
-            return dict(sw=math.inf, far=far)
-        out = dict(sw=sum(self.sw(x, self.true(len(x))) for _ in range(3)) / 3 / self.floor, far=far)
-        if self.name == "8gaussians":
-            modes = data.eight_gaussian_modes()
-            out["rms_mode"] = metrics.nearest_mode_rms(x, modes)
-            nearest = torch.cdist(x.double(), modes.double()).argmin(dim=1)
-            out["modes"] = int((torch.bincount(nearest, minlength=8) >= 0.05 * len(x)).sum())
-        return out
-
-
-def git_commit() -> str:
-    """The checkout's commit (and '+dirty' when it has changes), recorded with the results."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "pfgm_lite", "benchmarks"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-class TooManyEvaluations(RuntimeError):
-    pass
-
-
-def capped(predict, max_nfe: int):
-    calls = [0]
-
-    def wrapped(x, t):
-        calls[0] += 1
-        if calls[0] > max_nfe:
-            raise TooManyEvaluations(f"more than {max_nfe} evaluations")
-        return predict(x, t)
-
-    return wrapped
-
-
 def sampler_method(method, settings: dict | None):
     """The method to sample with under sampler settings: PFGM start height (x z_max) or EDM's sigma_max."""
     if settings is None:
@@ -193,13 +135,6 @@ def run_samplers(method, net, score: Scorer, n: int, seed: int, max_nfe: int, rh
     return rows
 
 
-def write(path: Path, results: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
-
-
 def tune(args, config_train, n_samples: int, runs: Path, out_dir: Path) -> dict:
     """Seed 0 on TUNE_DATA: EDM's training variants x sampler grid, PFGM's sampler grid; returns the winners."""
     path = out_dir / "tuning.json"
@@ -219,7 +154,7 @@ def tune(args, config_train, n_samples: int, runs: Path, out_dir: Path) -> dict:
                 m = sampler_method(method, settings)
                 for row in run_samplers(m, net, score, n_samples, 0, args.max_nfe, settings["rho"], [("heun", 10)]):
                     results["rows"].append(dict(data=name, method="edm", train=variant, **settings, **row))
-            write(path, results)
+            write_json(path, results)
         if (name, "pfgm", "ours") not in done:
             method = methods.PFGM(hp, (2,))
             net = train_cached(method, train_data, config_train, 0, runs_for(name, "gscaled-cin-noRM", 0, runs),
@@ -228,7 +163,7 @@ def tune(args, config_train, n_samples: int, runs: Path, out_dir: Path) -> dict:
                 m = sampler_method(method, settings)
                 for row in run_samplers(m, net, score, n_samples, 0, args.max_nfe, settings["rho"], [("heun", 10)]):
                     results["rows"].append(dict(data=name, method="pfgm", train="ours", **settings, **row))
-            write(path, results)
+            write_json(path, results)
     best = {}
     for method_name, keys in (("edm", ("train", "sigma_max", "rho")), ("pfgm", ("start", "rho"))):
         scores: dict = {}
@@ -241,7 +176,7 @@ def tune(args, config_train, n_samples: int, runs: Path, out_dir: Path) -> dict:
     results["meta"] = dict(command="python benchmarks/quality_vs_nfe.py --tune", train_config=asdict(config_train),
                            samples=n_samples, data=list(TUNE_DATA), seed=0, criterion="mean SW / floor at Heun NFE 20",
                            edm_train=TUNE_EDM_TRAIN, edm_sampler=TUNE_EDM_SAMPLER, pfgm_sampler=TUNE_PFGM_SAMPLER)
-    write(path, results)
+    write_json(path, results)
     print("tuned:", json.dumps(best), flush=True)
     return best
 
@@ -321,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rows:
                     label = r.pop("method_override", method_name)
                     results["rows"].append(dict(data=name, seed=seed, method=label, train_seconds=train_seconds, **r))
-                write(path, results)
+                write_json(path, results)
                 best = min((r["sw"] for r in rows if r["solver"] == "heun"), default=math.nan)
                 print(f"{name} s{seed} {method_name}: best Heun SW/floor {best:.3g} (train {train_seconds:.0f} s)",
                       flush=True)
