@@ -3,7 +3,9 @@
 Data y in R^N sit at the origin of D extra dimensions. Only r = ||z|| (z in R^D) matters, by symmetry, so one number
 carries the extra dimensions. The field of a data point, (x~ - y~) / ||x~ - y~||^{N+D}, gives the perturbation kernel
     p_r(x | y) ∝ (||x - y||^2 + r^2)^{-(N+D)/2}:   x = y + R u,  u uniform on the sphere,  R^2 / r^2 ~ BetaPrime(N/2, D/2)
-(drawn as b ~ Beta(N/2, D/2) clipped to [1e-3, 1 - 1e-3], R = r sqrt(b / (1 - b)), as the official code does).
+(drawn as b ~ Beta(N/2, D/2), R = r sqrt(b / (1 - b)), b capped at 1 - 1e-3 against infinite radii as in the official
+code; the official code also floors b at 1e-3, which never binds for images (N = 3072: b ~ N / (N + D) >= 0.6) but
+would move most draws of N = 2, D = 2048 (b ~ 1/1000) to one radius, so we do not).
 With r = sigma sqrt(D) the kernel tends to N(y, sigma^2 I) as D -> infinity: this alignment lets PFGM++ reuse EDM's
 noise levels, preconditioning, loss and sampler (the official code is EDM's with this kernel):
   training   ln sigma ~ N(P_mean, P_std^2), r = sigma sqrt(D), target: the clean y through EDM's preconditioning
@@ -27,13 +29,14 @@ from .diffusion import Denoiser
 
 def sample_kernel_radius(n: int, N: int, D: float, r: torch.Tensor | float, generator: torch.Generator | None = None,
                          clip: float = 1e-3, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Radii R of the PFGM++ kernel at r: R^2 / r^2 ~ BetaPrime(N/2, D/2), b clipped to [clip, 1 - clip]; (n,)."""
+    """Radii R of the PFGM++ kernel at r: R^2 / r^2 ~ BetaPrime(N/2, D/2), b = R^2 / (R^2 + r^2) capped at 1 - clip
+    (R <= r sqrt((1 - clip) / clip), ~32 r); (n,)."""
     check_int("n", n)
     check_int("N", N)
     D = check_positive("D", D)
     a = torch._standard_gamma(torch.full((n,), N / 2, dtype=torch.float64), generator=generator)
     c = torch._standard_gamma(torch.full((n,), D / 2, dtype=torch.float64), generator=generator)
-    b = (a / (a + c)).clamp(clip, 1 - clip) if clip > 0 else a / (a + c)
+    b = (a / (a + c)).clamp(max=1 - clip) if clip > 0 else a / (a + c)
     return (torch.as_tensor(r, dtype=torch.float64) * torch.sqrt(b / (1 - b))).to(dtype)
 
 

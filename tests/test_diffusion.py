@@ -34,9 +34,11 @@ def test_kernel_radius_follows_beta_prime(N, D):
     assert stats.kstest(ratio.numpy(), stats.betaprime(N / 2, (D + 1) / 2).cdf).pvalue < 1e-6
 
 
-def test_perturb_draws_from_the_kernel_at_r_equal_sigma_sqrt_d():
-    """With P_std -> 0 every sigma is exp(P_mean), so ||x - y||^2 / r^2 follows BetaPrime(N/2, D/2), r = sigma sqrt(D)."""
-    N, D, sigma = 6, 4.0, math.exp(-0.5)
+@pytest.mark.parametrize("N, D", [(6, 4.0), (2, 2048.0)])
+def test_perturb_draws_from_the_kernel_at_r_equal_sigma_sqrt_d(N, D):
+    """With P_std -> 0 every sigma is exp(P_mean), so ||x - y||^2 / r^2 follows BetaPrime(N/2, D/2), r = sigma sqrt(D).
+    (N = 2, D = 2048 has b ~ 1/1000: a floor on b at 1e-3, as in the official code for images, would fail this.)"""
+    sigma = math.exp(-0.5)
     method = PFGMpp((N,), D=D, p_mean=-0.5, p_std=1e-9)
     y = torch.randn(20_000, N, generator=gen(2), dtype=F64)
     x, s = method.perturb(y, gen(3))
