@@ -5,10 +5,12 @@
     python benchmarks/memory.py --quick notebooks/01_poisson_equation.ipynb
 
 Each notebook runs in a fresh kernel (nbclient, as `jupyter nbconvert --execute` does); a thread samples the kernel
-process's resident set size (RSS, psutil) every 50 ms, and the cell during which the peak occurred is recorded, so a
-notebook over budget says where its memory goes. RSS counts everything the process holds: Python, torch's
-libraries (a few hundred MB on their own), tensors, matplotlib figures and what the allocator keeps after freeing.
-Writes benchmarks/results/memory.json (full mode) with the peak per notebook in MiB and the cell that reached it.
+process's resident set size (RSS, psutil) every 50 ms. It records the cell during which the peak occurred and, since
+memory a cell allocates stays held after it, the three cells whose RSS grew most while they ran (peak during the cell
+minus RSS at its start): a notebook over budget says where its memory goes. RSS counts everything the process holds:
+Python, torch's libraries (~500 MB for a CUDA build of torch on its own), tensors, matplotlib figures and what the
+allocator keeps after freeing. Writes benchmarks/results/memory.json (full mode) with the peak per notebook in MiB,
+the cell at the peak, the top three cells by growth and the wall time.
 """
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class PeakWatcher:
     def __init__(self, interval: float = 0.05):
         self.interval, self.peak, self.label, self.process = interval, 0, None, None
         self.current_label = "start"
+        self.cell_peaks: dict[str, int] = {}          # label -> highest RSS seen while that cell ran
+        self.cell_starts: dict[str, int] = {}         # label -> RSS when that cell started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -41,14 +45,21 @@ class PeakWatcher:
         self.process = psutil.Process(pid)
         self._thread.start()
 
+    def rss(self) -> int:
+        """Resident set size of the process and its children, in bytes (0 if it is gone)."""
+        try:
+            return self.process.memory_info().rss + sum(c.memory_info().rss for c in self.process.children(True))
+        except psutil.Error:
+            return 0
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                rss = self.process.memory_info().rss + sum(c.memory_info().rss for c in self.process.children(True))
-            except psutil.Error:
-                rss = 0
+            rss = self.rss()
             if rss > self.peak:
                 self.peak, self.label = rss, self.current_label
+            label = self.current_label
+            if rss > self.cell_peaks.get(label, 0):
+                self.cell_peaks[label] = rss
             time.sleep(self.interval)
 
     def stop(self) -> None:
@@ -57,14 +68,17 @@ class PeakWatcher:
 
 
 def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
-    """Execute one notebook in a fresh kernel; return its peak RSS (MiB), the cell at the peak and the wall time."""
+    """Execute one notebook in a fresh kernel; return its peak RSS (MiB), the cell at the peak, the cells that grew
+    the RSS most (MiB) and the wall time."""
     nb = nbformat.read(path, as_version=4)
     watcher = PeakWatcher()
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
 
     def on_cell_start(cell, cell_index):
-        watcher.current_label = f"cell {cell_index}: {cell.source.splitlines()[0][:60] if cell.source else ''}"
+        label = f"cell {cell_index}: {cell.source.splitlines()[0][:60] if cell.source else ''}"
+        watcher.cell_starts[label] = watcher.rss()
+        watcher.current_label = label
 
     client.on_cell_start = on_cell_start
     start = time.perf_counter()
@@ -77,7 +91,11 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
     seconds = time.perf_counter() - start
     if inplace:
         nbformat.write(nb, path)
-    return dict(peak_mib=round(watcher.peak / 2**20), at=watcher.label, seconds=round(seconds))
+    growth = {label: peak - watcher.cell_starts.get(label, 0) for label, peak in watcher.cell_peaks.items()
+              if label in watcher.cell_starts}
+    top = sorted(growth.items(), key=lambda kv: -kv[1])[:3]
+    return dict(peak_mib=round(watcher.peak / 2**20), at=watcher.label, seconds=round(seconds),
+                top_cells={label: round(grew / 2**20) for label, grew in top})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         row = run_notebook(path.resolve(), args.inplace, args.timeout)
         print(f"{path.name}: peak {row['peak_mib']} MiB ({row['at']}), {row['seconds']} s", flush=True)
+        for label, mib in row["top_cells"].items():
+            print(f"    +{mib:5d} MiB during {label}", flush=True)
         if not args.quick:
             results[path.name] = row
             RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checks import check_positive, check_tensor
+from .checks import check_int, check_positive, check_tensor
 from .field import data_scaled_gamma, empirical_field, log_z_velocity_from_normalized, normalize_field
 from .perturb import PFGMHyperparameters, band_exponents, perturb
 from .prior import CLIP_MODES, sample_prior
@@ -64,15 +64,24 @@ class Method:
     def to_config(self) -> dict:
         raise NotImplementedError
 
-    def predictor(self, net: nn.Module) -> Predictor:
-        """(x, t) -> network prediction, in eval mode without gradients, on the network's device."""
+    def predictor(self, net: nn.Module, batch_size: int | None = None) -> Predictor:
+        """(x, t) -> network prediction, in eval mode without gradients, on the network's device.
+
+        batch_size: evaluate at most this many samples at a time (None: all at once). The result is the same; the
+        peak memory of a convolutional network's activations drops (the digits U-Net: ~230 MB for 300 images at
+        once, nothing measurable in chunks of 50).
+        """
         device = next(net.parameters()).device
+        if batch_size is not None:
+            check_int("batch_size", batch_size)
 
         def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             net.eval()
             with torch.no_grad():
-                x_in, c = self.network_input(x.to(device), t.to(device))
-                return net(x_in, c)
+                if batch_size is None or x.shape[0] <= batch_size:
+                    return net(*self.network_input(x.to(device), t.to(device)))
+                return torch.cat([net(*self.network_input(xc.to(device), tc.to(device)))
+                                  for xc, tc in zip(x.split(batch_size), t.split(batch_size))])
 
         return predict
 

@@ -34,19 +34,34 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 50
     return (pa - pb).abs().mean().item()
 
 
-def mmd_rbf(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None) -> float:
-    """Unbiased MMD^2 with an RBF kernel; bandwidth h defaults to the median pairwise distance of a and b."""
+def mmd_rbf(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None, block: int = 1024) -> float:
+    """Unbiased MMD^2 with an RBF kernel; bandwidth h defaults to the median pairwise distance of a and b.
+
+    a: (n, d), b: (m, d) -> MMD^2 = mean_{i != j} k(a_i, a_j) + mean_{i != j} k(b_i, b_j) - 2 mean k(a_i, b_j),
+    k(x, y) = exp(-||x - y||^2 / (2 h^2)). Computed over blocks of `block` rows, so memory grows as block (n + m)
+    rather than (n + m)^2 (2000 + 2000 points: ~16 MB instead of ~0.4 GB).
+    """
     a, b = _check_pair(a, b)
+    check_int("block", block)
     both = torch.cat([a, b])
-    d2 = torch.cdist(both, both) ** 2
+    total, n, m = len(both), a.shape[0], b.shape[0]
     if bandwidth is None:
-        off = d2[~torch.eye(len(both), dtype=torch.bool)]
-        bandwidth = off.sqrt().median().item()
-    k = torch.exp(-d2 / (2 * bandwidth**2))
-    n, m = a.shape[0], b.shape[0]
-    kaa = (k[:n, :n].sum() - n) / (n * (n - 1))
-    kbb = (k[n:, n:].sum() - m) / (m * (m - 1))
-    kab = k[:n, n:].mean()
+        # the median over pairs i < j equals the median over all ordered pairs i != j (each distance appears twice)
+        upper = []
+        for start in range(0, total, block):
+            d = torch.cdist(both[start:start + block], both[start:])
+            upper.append(d[torch.ones_like(d, dtype=torch.bool).triu(1)])
+        bandwidth = torch.cat(upper).median().item()
+    sums = torch.zeros(3, dtype=torch.float64)            # sum of k over a-a, b-b and a-b pairs (diagonals included)
+    for start in range(0, total, block):
+        k = torch.exp(-torch.cdist(both[start:start + block], both) ** 2 / (2 * bandwidth**2)).double()
+        rows_a = max(0, min(n, start + block) - start)      # the first rows_a rows of this block belong to a
+        sums[0] += k[:rows_a, :n].sum()
+        sums[1] += k[rows_a:, n:].sum()
+        sums[2] += k[:rows_a, n:].sum()
+    kaa = (sums[0] - n) / (n * (n - 1))
+    kbb = (sums[1] - m) / (m * (m - 1))
+    kab = sums[2] / (n * m)
     return (kaa + kbb - 2 * kab).item()
 
 

@@ -45,3 +45,22 @@ def test_quality_vs_nfe_quick_tunes_then_compares(tmp_path):
     assert {r["solver"] for r in rows if r["method"] == "ddpm"} == {"ancestral"}
     assert {r["solver"] for r in rows if r["method"] == "edm"} == {"euler", "heun", "rk45"}
     assert all("rms_mode" in r or not math.isfinite(r["sw"]) for r in rows)   # eight Gaussians: mode statistics
+
+
+def test_memory_finds_the_cell_that_holds_the_memory(tmp_path):
+    # a notebook whose second cell allocates 400 MB and keeps it: the peak includes it (a watcher of the wrong process,
+    # or of nothing, would see the ~50 MB of an idle kernel), and the cell that grew most is that cell, although the
+    # peak itself may be reached later while the memory is still held
+    import nbformat
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import memory
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("import numpy as np\nheld = np.ones(50_000_000)"),
+                                         nbformat.v4.new_code_cell("y = 2")])
+    path = tmp_path / "big.ipynb"
+    nbformat.write(nb, path)
+    row = memory.run_notebook(path, inplace=False, timeout=120)
+    assert row["peak_mib"] >= 400 and row["at"].startswith(("cell 1:", "cell 2:")), row
+    first, grew = next(iter(row["top_cells"].items()))
+    assert first.startswith("cell 1: import numpy") and grew >= 380, row

@@ -51,6 +51,23 @@ def test_mmd_separates_distributions():
     assert abs(mmd_rbf(a, b + 1.0, bandwidth=1e4)) < 1e-6
 
 
+def test_mmd_over_blocks_equals_the_whole_matrix():
+    # blocks of 64 rows (one straddles the a/b boundary at row 300) against the (n + m)^2 formula, in float64
+    a, b = sample_toy("moons", 300, gen(5)).double(), sample_toy("moons", 200, gen(6)).double() + 0.2
+    both = torch.cat([a, b])
+    d = torch.cdist(both, both)
+    h = d[~torch.eye(len(both), dtype=torch.bool)].median().item()
+    k = torch.exp(-d**2 / (2 * h**2))
+    n, m = len(a), len(b)
+    whole = ((k[:n, :n].sum() - n) / (n * (n - 1)) + (k[n:, n:].sum() - m) / (m * (m - 1))
+             - 2 * k[:n, n:].mean()).item()
+    # float64 sums of 2.5e5 terms of size <= 1 in two orders: differences ~ 1e-16 x 2.5e5 / (n m) per mean
+    assert mmd_rbf(a, b, block=64) == pytest.approx(whole, abs=1e-12)
+    assert mmd_rbf(a, b, bandwidth=0.3, block=64) != pytest.approx(whole, abs=1e-6)   # the bandwidth matters
+    with pytest.raises(ValueError, match="block"):
+        mmd_rbf(a, b, block=0)
+
+
 def test_noise_floor():
     calls = []
 

@@ -322,3 +322,19 @@ def test_squared_distances_are_accurate_close_to_a_charge():
     # every pair: the dot-product form's error eps32 (||x||^2 + ||y||^2) times a few (D products, 3 sums)
     # (measured 1.4 eps32 (||x||^2 + ||y||^2))
     assert ((d2.double() - exact).abs() <= 4 * dim * eps * (x2 + y2).double()).all()
+
+
+def test_squared_distances_keep_every_pair_accurate_next_to_a_far_point():
+    # the recompute test is per pair: a far point (the prior's heavy tail) next to close ones must neither lose the
+    # close pairs' digits nor its own; every pair's relative error stays below ~1e3 eps32 (the recompute threshold)
+    g = gen(9)
+    charges = torch.randn(500, 3, generator=g, dtype=F64)
+    points = torch.cat([charges[:5] + 1e-4 * torch.randn(5, 3, generator=g, dtype=F64),
+                        torch.tensor([[3e3, -2e3, 1e3]], dtype=F64)]).float()
+    charges = charges.float()
+    d2 = physics.squared_distances(points, charges)
+    exact = ((points.double()[:, None] - charges.double()[None]) ** 2).sum(-1)
+    eps, dim = torch.finfo(torch.float32).eps, points.shape[1]
+    relative = (d2.double() - exact).abs() / exact
+    assert relative.max() <= 4 * dim * eps * 1e3, relative.max()
+    assert relative[:5, torch.arange(5)].diagonal().max() <= 2 * dim * eps       # the close pairs: recomputed

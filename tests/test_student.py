@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 from scipy import stats
 
 from pfgm_lite import exercises, student
@@ -107,8 +106,8 @@ def test_stub_keeps_the_indentation_and_the_exercise_hint():
 
 @pytest.mark.parametrize("path", NOTEBOOKS[1:], ids=lambda p: p.name)
 def test_student_notebook_runs_up_to_its_first_stub(edition, path, monkeypatch):
-    """Quick mode, a real kernel in the notebooks' folder: every cell before the first stub runs without error,
-    and the first stub raises NotImplementedError."""
+    """Quick mode, a real kernel in the notebooks' folder: every cell up to the first stub runs without error, and
+    the stub's check tells the student "not implemented yet" (the check catches the stub's NotImplementedError)."""
     monkeypatch.setenv("PFGM_LITE_QUICK", "1")
     nb = nbformat.read(edition / path.name, as_version=4)
     first = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and STUB_RE.search(c.source)), None)
@@ -116,7 +115,6 @@ def test_student_notebook_runs_up_to_its_first_stub(edition, path, monkeypatch):
     nb.cells = nb.cells[: first + 1]
     client = NotebookClient(nb, kernel_name="python3", timeout=900,
                             resources={"metadata": {"path": str(ROOT / "notebooks")}})
-    with pytest.raises(CellExecutionError, match="NotImplementedError"):
-        client.execute()
-    errors = [i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
-    assert errors == [first], errors
+    client.execute()                                     # raises CellExecutionError on any failing cell
+    printed = "".join(o.get("text", "") for o in nb.cells[first].outputs if o.get("output_type") == "stream")
+    assert "not implemented yet" in printed, printed
