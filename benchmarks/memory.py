@@ -31,7 +31,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "memory.json"
 
 
 class PeakWatcher:
-    """Samples the RSS of a process (and its children) in a thread; remembers the peak and when it happened."""
+    """Samples the RSS of a process in a thread; remembers the peak and when it happened."""
 
     def __init__(self, interval: float = 0.05):
         self.interval, self.peak, self.label, self.process = interval, 0, None, None
@@ -46,9 +46,10 @@ class PeakWatcher:
         self._thread.start()
 
     def rss(self) -> int:
-        """Resident set size of the process and its children, in bytes (0 if it is gone)."""
+        """Resident set size of the kernel process, in bytes (0 if it is gone). Not its children: a child forked by
+        a library shares the kernel's pages, and adding its RSS would count them twice (a spurious +200 MB seen)."""
         try:
-            return self.process.memory_info().rss + sum(c.memory_info().rss for c in self.process.children(True))
+            return self.process.memory_info().rss
         except psutil.Error:
             return 0
 
