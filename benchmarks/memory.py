@@ -38,6 +38,7 @@ class PeakWatcher:
         self.current_label = "start"
         self.cell_peaks: dict[str, int] = {}          # label -> highest RSS seen while that cell ran
         self.cell_starts: dict[str, int] = {}         # label -> RSS when that cell started
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -48,24 +49,40 @@ class PeakWatcher:
     def rss(self) -> int:
         """Resident set size of the kernel process, in bytes (0 if it is gone). Not its children: a child forked by
         a library shares the kernel's pages, and adding its RSS would count them twice (a spurious +200 MB seen)."""
+        if self.process is None:
+            return 0
         try:
             return self.process.memory_info().rss
         except psutil.Error:
             return 0
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss = self.rss()
+    def sample(self) -> int:
+        """Read the RSS now and count it for the current cell (the thread calls this every `interval`)."""
+        with self._lock:
+            rss, label = self.rss(), self.current_label
             if rss > self.peak:
-                self.peak, self.label = rss, self.current_label
-            label = self.current_label
+                self.peak, self.label = rss, label
             if rss > self.cell_peaks.get(label, 0):
                 self.cell_peaks[label] = rss
+            return rss
+
+    def start_cell(self, label: str) -> None:
+        """A cell starts: a last sample for the cell that ends (a cell shorter than `interval` would otherwise go
+        unseen, and its memory be charged to no cell), then the new cell's starting RSS."""
+        rss = self.sample()
+        with self._lock:
+            self.current_label = label
+            self.cell_starts[label] = rss
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
             time.sleep(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.sample()
 
 
 def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
@@ -77,9 +94,7 @@ def run_notebook(path: Path, inplace: bool, timeout: int) -> dict:
                             resources={"metadata": {"path": str(path.parent)}})
 
     def on_cell_start(cell, cell_index):
-        label = f"cell {cell_index}: {cell.source.splitlines()[0][:60] if cell.source else ''}"
-        watcher.cell_starts[label] = watcher.rss()
-        watcher.current_label = label
+        watcher.start_cell(f"cell {cell_index}: {cell.source.splitlines()[0][:60] if cell.source else ''}")
 
     client.on_cell_start = on_cell_start
     start = time.perf_counter()
