@@ -63,4 +63,4 @@ def test_memory_finds_the_cell_that_holds_the_memory(tmp_path):
     row = memory.run_notebook(path, inplace=False, timeout=120)
     assert row["peak_mib"] >= 400 and row["at"].startswith(("cell 1:", "cell 2:")), row
     first, grew = next(iter(row["top_cells"].items()))
-    assert first.startswith("cell 1: import numpy") and grew >= 380, row
+    assert first.startswith("cell 1: import numpy") and grew >= 300, row      # 381 MiB allocated
