@@ -125,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--inplace saves the outputs readers see: run it in full mode (without --quick)")
     os.environ["PFGM_LITE_QUICK"] = "1" if args.quick else "0"
     paths = [Path(p) for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.quick else {}
     for path in paths:
         row = run_notebook(path.resolve(), args.inplace, args.timeout)
         print(f"{path.name}: peak {row['peak_mib']} MiB ({row['at']}), {row['seconds']} s", flush=True)
         for label, mib in row["top_cells"].items():
             print(f"    +{mib:5d} MiB during {label}", flush=True)
-        if not args.quick:
+        if not args.quick:      # re-read before writing: another run may have added notebooks meanwhile
+            results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
             results[path.name] = row
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1) + "\n")

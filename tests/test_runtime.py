@@ -41,3 +41,16 @@ def test_pick_follows_quick_mode(monkeypatch):
     monkeypatch.setenv("CI", "true")
     monkeypatch.delenv("PFGM_LITE_QUICK")
     assert runtime.pick("full", "quick") == "quick"
+
+
+def test_return_freed_memory_applies_on_glibc_and_checks_its_argument():
+    import platform
+    import sys
+
+    from pfgm_lite.runtime import return_freed_memory
+
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert return_freed_memory() is expected
+    assert return_freed_memory(4 << 20) is expected       # may be called again with another threshold
+    with pytest.raises(ValueError, match="threshold must be >= 1, got 0"):
+        return_freed_memory(0)
