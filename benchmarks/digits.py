@@ -1,7 +1,10 @@
-"""Digits benchmark: quality and speed of one trained digits PFGM against NFE, for Euler, Heun and RK45.
+"""Digits benchmark: quality and speed of one trained digits model against NFE, for Euler, Heun and RK45.
 
     python benchmarks/digits.py [--checkpoint checkpoints/pfgm_digits.pt] [--n 500]
     python benchmarks/digits.py --checkpoint uniform.pt --label "uniform m" --out benchmarks/results/digits.json
+
+Any checkpoint of `python -m pfgm_lite train --data digits` is scored the same way, whatever its method (PFGM,
+PFGM++ with --method pfgmpp, EDM with --method edm): the same samplers, samples, classifier and held-out digits.
 
 Prints, per sampler: NFE, seconds per 100 images on this machine, the classifier's mean confidence, the number of
 classes covered (>= 1% of samples), and the Frechet distance in the digit classifier's 128-d feature space
@@ -23,6 +26,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from pfgm_lite import metrics, recipes, sampling, train  # noqa: E402
+from pfgm_lite.diffusion import Denoiser  # noqa: E402
+
+
+def samplers_of(item: str) -> tuple[str, int]:
+    """'heun:10' -> ('heun', 10); 'rk45' -> ('rk45', 1)."""
+    solver, _, steps = item.strip().partition(":")
+    if solver not in ("euler", "heun", "rk45") or (solver != "rk45" and not steps.isdigit()):
+        raise SystemExit(f"error: --samplers takes euler:STEPS, heun:STEPS or rk45, got {item!r}")
+    return solver, int(steps or 1)
 
 
 def main() -> None:
@@ -32,21 +44,35 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also store the rows in this JSON file")
     parser.add_argument("--label", default=None, help="name of this model in --out (default: the checkpoint path)")
+    parser.add_argument("--sigma-max", type=float, default=None,
+                        help="EDM / PFGM++ only: start the sampler at this sigma instead of the checkpoint's")
+    parser.add_argument("--rho", type=float, default=None,
+                        help="EDM / PFGM++ only: the sampler's step grid t^(1/rho) instead of the checkpoint's")
+    parser.add_argument("--samplers", default="euler:10,euler:20,euler:50,heun:5,heun:10,heun:20,rk45",
+                        help="comma-separated solver:steps (rk45 without steps); default: the table of notebook 06")
     args = parser.parse_args()
 
     method, net, ckpt = train.load_model(args.checkpoint, device="cpu")
+    if args.sigma_max is not None or args.rho is not None:       # sampler settings: the network stays the same
+        if not isinstance(method, Denoiser):
+            parser.error(f"--sigma-max and --rho are sampler settings of EDM and PFGM++, the checkpoint holds "
+                         f"{ckpt['method']['name']}")
+        method.sigma_max = method.sigma_max if args.sigma_max is None else args.sigma_max
+        method.rho = method.rho if args.rho is None else args.rho
+        print(f"sampler: sigma_max {method.sigma_max:g}, rho {method.rho:g} (trained with "
+              f"sigma_max {ckpt['method']['sigma_max']:g}, rho {ckpt['method']['rho']:g})")
     predict = method.predictor(net)
     classifier = metrics.digit_classifier()
     train_images, _, test_images, _ = metrics.digit_split()
     floor = metrics.digit_sample_quality(classifier, train_images[: args.n], test_images)
-    print(f"model: {args.checkpoint} ({ckpt['step']} training steps); {args.n} samples per row; "
-          f"torch threads: {torch.get_num_threads()}")
+    print(f"model: {args.checkpoint} ({ckpt['method']['name']}, {ckpt['step']} training steps); {args.n} samples "
+          f"per row; torch threads: {torch.get_num_threads()}")
     print(f"real-vs-real floor ({args.n} training digits vs 1000 held-out): FID {floor['fid']:.1f}, "
           f"confidence {floor['confidence']:.3f}, confident (> 0.9) {floor['confident']:.0%}, "
           f"coverage {floor['coverage']}/10")
     print(f"{'sampler':>10} | {'NFE':>4} | {'s / 100 img':>11} | {'confidence':>10} | {'> 0.9':>5} | {'coverage':>8} | "
           f"{'FID':>7}")
-    runs = [("euler", 10), ("euler", 20), ("euler", 50), ("heun", 5), ("heun", 10), ("heun", 20), ("rk45", 1)]
+    runs = [samplers_of(item) for item in args.samplers.split(",")]
     rows = []
     for solver, steps in runs:
         g = torch.Generator().manual_seed(args.seed)
@@ -64,7 +90,7 @@ def main() -> None:
         results["floor"] = dict(n=args.n, **floor)
         results["models"][args.label or args.checkpoint] = dict(
             command="python benchmarks/digits.py " + " ".join(sys.argv[1:]), checkpoint=args.checkpoint,
-            steps=int(ckpt["step"]), method=ckpt["method"], train_config=ckpt.get("train_config"), n=args.n,
+            steps=int(ckpt["step"]), method=ckpt["method"], sampler=method.to_config(), train_config=ckpt.get("train_config"), n=args.n,
             seed=args.seed, machine_threads=torch.get_num_threads(), rows=rows)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".tmp").write_text(json.dumps(results, indent=1))

@@ -2,7 +2,8 @@
 
     python -m pfgm_lite train --data moons --steps 2000 --out runs/moons
     python -m pfgm_lite sample --run runs/moons --n 5000 --solver rk45 --out samples.png
-    python -m pfgm_lite train --data digits --out runs/digits --export checkpoints/pfgm_digits.pt
+    python -m pfgm_lite train --data digits --out runs/digits --export checkpoints/pfgm_digits_10min.pt
+    python -m pfgm_lite train --data digits --method edm --out runs/digits_edm     # or --method pfgmpp [--D 512]
     torchrun --nnodes=1 --nproc_per_node=2 --master_addr=127.0.0.1 --master_port=29500 -m pfgm_lite train ...
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 def _parser() -> argparse.ArgumentParser:
     from .data import toy_names
     from .distributed import BACKENDS, PRECISIONS
-    from .recipes import DIGITS_EMPHASIS, cifar10_train_config, digits_train_config
+    from .recipes import DIGITS_EMPHASIS, DIGITS_PFGMPP_D, cifar10_train_config, digits_train_config
     from .train import TrainConfig
 
     toy, digits, cifar = TrainConfig(), digits_train_config(), cifar10_train_config()
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="'lite': our low-dimension fixes (default for toys and digits); 'paper': the official "
                          "recipe (default for cifar10, with the shipped M = 291, z_max = 40, upper_norm = 3000; "
                          "cifar10 with 'lite' takes M, z_max, upper_norm from the data-driven rule)")
+    tr.add_argument("--method", choices=["pfgm", "pfgmpp", "edm"], default="pfgm",
+                    help="digits only: 'pfgm' (default), 'pfgmpp' (PFGM++ with --D extra dimensions) or 'edm' "
+                         "(diffusion, Karras et al. 2022); the same U-Net and training settings for all three")
+    tr.add_argument("--D", type=float, default=None,
+                    help=f"PFGM++'s extra dimensions with --method pfgmpp (default {DIGITS_PFGMPP_D:g})")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda (under torchrun: each process's own GPU)")
     tr.add_argument("--resume", action="store_true",
                     help="continue from OUT/checkpoint.pt (any number of processes); --steps may grow, the other "
@@ -115,7 +121,8 @@ def _model(args, parallel):
         from .metrics import digit_split
         from .recipes import digits_network
 
-        data, build = digit_split()[0], digits_network
+        extra = 1 if args.method == "pfgm" else 0       # PFGM's z-component; EDM and PFGM++ predict the pixels only
+        data, build = digit_split()[0], lambda: digits_network(extra=extra)
     else:
         data, build = sample_toy(args.data, args.n_data, torch.Generator().manual_seed(args.seed)), lambda: MLP(2)
     # initial weights from --seed, without touching the caller's generator: a run is reproducible, and one
@@ -124,12 +131,25 @@ def _model(args, parallel):
         torch.manual_seed(args.seed)
         net = build()
     shape = tuple(data.shape[1:])
+    if args.method != "pfgm" and (args.data != "digits" or args.recipe or args.emphasis is not None):
+        raise ValueError(f"--method {args.method} is for --data digits, without --recipe or --emphasis (PFGM's "
+                         f"options), got --data {args.data}, --recipe {args.recipe}, --emphasis {args.emphasis}")
+    if args.D is not None and args.method != "pfgmpp":
+        raise ValueError(f"--D {args.D:g} belongs to --method pfgmpp, got --method {args.method}")
     if recipe == "paper" and args.emphasis:
         raise ValueError(f"--emphasis {args.emphasis:g} belongs to the lite recipe; the paper draws m uniformly")
     if args.data == "cifar10":
         method = cifar10_method(data, recipe=recipe, emphasis=args.emphasis or 0.0)
     elif recipe == "paper":
         method = PFGM.paper(hyperparameters_for(data), shape)
+    elif args.data == "digits" and args.method == "edm":
+        from .recipes import digits_edm
+
+        method = digits_edm()
+    elif args.data == "digits" and args.method == "pfgmpp":
+        from .recipes import DIGITS_PFGMPP_D, digits_pfgmpp
+
+        method = digits_pfgmpp(DIGITS_PFGMPP_D if args.D is None else args.D)
     elif args.data == "digits":
         from .recipes import digits_method
 

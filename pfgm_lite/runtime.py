@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import random
 import sys
@@ -29,6 +30,21 @@ def is_quick() -> bool:
     return ci.strip() != "" and ci.strip().lower() not in {"0", "false", "no", "off"}
 
 
+def seconds_from_env(name: str, default: float) -> float:
+    """A timeout in seconds from the environment variable `name` (unset or blank: `default`); anything but a finite
+    number > 0 is a ValueError that names the variable and the value."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
+    return seconds
+
+
 def pick(full: T, quick: T) -> T:
     """Return `quick` in quick mode and `full` otherwise (training steps, sample counts)."""
     return quick if is_quick() else full
@@ -53,6 +69,22 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def trim_freed_memory() -> bool:
+    """Hand the free memory at the top and in the gaps of glibc's heap back to the system (malloc_trim(0)).
+
+    Buffers under return_freed_memory's threshold come from the heap; after a training run (an autograd graph of many
+    small tensors per step) glibc keeps tens of MB of them, freed but held (measured after 30 steps of the digits
+    U-Net: RSS +101 MiB, +29 MiB after trimming). train.train and sampling.sample call it when they finish; it takes
+    milliseconds. Returns True where glibc released memory, False where it released none or is absent.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):                   # musl and other C libraries have no malloc_trim
+        return False
 
 
 def return_freed_memory(threshold: int = 1 << 20) -> bool:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .checks import check_int, check_positive
 from .methods import Method, Predictor
+from .runtime import trim_freed_memory
 
 SOLVERS = ("euler", "heun", "rk45")
 
@@ -137,8 +138,10 @@ def sample(method: Method, predict: Predictor, n: int, solver: str = "rk45", ste
     x0, t0 = method.sample_prior(n, generator=generator)
     if (t0 <= t_min).any():
         raise ValueError(f"t_min = {t_min} must be below every start scale (min t0 = {t0.min().item():.4g})")
-    return integrate(method, predict, x0.to(device), t0.to(device), t_min, solver=solver, steps=steps,
-                     return_trajectory=return_trajectory, progress=progress, **kwargs)
+    result = integrate(method, predict, x0.to(device), t0.to(device), t_min, solver=solver, steps=steps,
+                       return_trajectory=return_trajectory, progress=progress, **kwargs)
+    trim_freed_memory()           # the network calls' small freed buffers go back to the system
+    return result
 
 
 def encode(method: Method, predict: Predictor, x: torch.Tensor, t_max: float, solver: str = "rk45",

@@ -26,6 +26,7 @@ from .checks import check_int, check_positive
 from .distributed import Parallel, pick_device
 from .methods import Method, method_from_config
 from .nets import build_network
+from .runtime import trim_freed_memory
 
 CHECKPOINT_FORMAT = "pfgm-lite-checkpoint"
 #: TrainConfig fields a resumed run may change (more steps extends a run; its cosine decay follows the new total)
@@ -234,7 +235,9 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
                             losses, step, config)
     bar.close()
     distributed.barrier(parallel)   # the last checkpoint is on disk before any process returns
-    return TrainResult(net=net, ema=ema, losses=losses, step=step, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    trim_freed_memory()           # the autograd graphs' small freed buffers go back to the system
+    return TrainResult(net=net, ema=ema, losses=losses, step=step, seconds=seconds)
 
 
 def step_flops(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_size: int) -> dict[str, int]:

@@ -47,6 +47,27 @@ def test_quality_vs_nfe_quick_tunes_then_compares(tmp_path):
     assert all("rms_mode" in r or not math.isfinite(r["sw"]) for r in rows)   # eight Gaussians: mode statistics
 
 
+def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
+    # a 2-step EDM from the command line, scored with a tuned sampler start and grid; a PFGM has no sigma_max
+    assert subprocess.run([sys.executable, "-m", "pfgm_lite", "train", "--data", "digits", "--method", "edm",
+                           "--steps", "2", "--batch-size", "8", "--large-batch-size", "64", "--device", "cpu",
+                           "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, timeout=300,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}).returncode == 0
+    out_file = tmp_path / "digits.json"
+    out = run("digits.py", "--samplers", "euler:3,heun:2", "--checkpoint", str(tmp_path / "run"), "--n", "20", "--sigma-max", "20",
+              "--rho", "5", "--label", "edm tuned", "--out", str(out_file), cwd=tmp_path)
+    assert "sampler: sigma_max 20, rho 5 (trained with sigma_max 80, rho 7)" in out
+    model = json.loads(out_file.read_text())["models"]["edm tuned"]
+    assert model["method"]["sigma_max"] == 80 and model["sampler"]["sigma_max"] == 20 and model["sampler"]["rho"] == 5
+    assert [r["sampler"] for r in model["rows"]] == ["euler 3", "heun 2"] and model["rows"][1]["nfe"] == 4
+    assert all(math.isfinite(r["fid"]) and 0 <= r["confident"] <= 1 for r in model["rows"])
+    failed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), "--n", "20",
+                             "--checkpoint", str(ROOT / "checkpoints" / "pfgm_digits_10min.pt"), "--rho", "5"],
+                            capture_output=True, text=True, timeout=300,
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert failed.returncode == 2 and "sampler settings of EDM and PFGM++, the checkpoint holds pfgm" in failed.stderr
+
+
 def test_memory_finds_the_cell_that_holds_the_memory(tmp_path):
     # a notebook whose second cell allocates 400 MB and keeps it: the peak includes it (a watcher of the wrong process,
     # or of nothing, would see the ~50 MB of an idle kernel), and the cell that grew most is that cell, although the

@@ -146,6 +146,35 @@ def test_digits_defaults_come_from_the_recipe(tmp_path, lr_args, lr):
     assert ckpt["method"] == recipes.digits_method(digit_split()[0]).to_config()   # emphasis included
 
 
+@pytest.mark.parametrize("method_args, config", [
+    (["--method", "edm"], recipes.digits_edm().to_config()),
+    (["--method", "pfgmpp"], recipes.digits_pfgmpp().to_config()),
+    (["--method", "pfgmpp", "--D", "64"], recipes.digits_pfgmpp(64.0).to_config()),
+])
+def test_digits_with_other_methods(tmp_path, method_args, config):
+    # EDM and PFGM++ on the same U-Net (without PFGM's z-output) and the same training settings; sampled end to end
+    args = ["train", "--data", "digits", "--steps", "2", "--batch-size", "8", "--large-batch-size", "64",
+            "--device", "cpu", "--out", str(tmp_path / "run"), *method_args]
+    assert main(args) == 0
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["method"] == config and ckpt["network"] == recipes.digits_network(extra=0).config
+    assert ckpt["train_config"]["lr"] == recipes.digits_train_config().lr
+    assert main(["sample", "--run", str(tmp_path / "run"), "--n", "2", "--solver", "euler", "--steps", "2",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "moons", "--method", "edm"], "--method edm is for --data digits"),
+    (["--data", "digits", "--method", "edm", "--emphasis", "0.5"], "--method edm is for --data digits, without"),
+    (["--data", "digits", "--D", "8"], "--D 8 belongs to --method pfgmpp, got --method pfgm"),
+])
+def test_method_flags_that_do_not_fit_fail_with_a_message(tmp_path, capsys, args, message):
+    assert main(["train", *args, "--steps", "2", "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_emphasis_flag(tmp_path, capsys):
     common = ["train", "--data", "moons", "--steps", "2", "--n-data", "500", "--batch-size", "8",
               "--large-batch-size", "64", "--device", "cpu"]

@@ -6,7 +6,6 @@ seconds (default 180; raise it on a slow or busy machine).
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import signal
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from pfgm_lite.runtime import seconds_from_env
+
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = ROOT / ".venv" / ".installed"
 DEFAULT_TIMEOUT = 180.0
@@ -26,16 +27,7 @@ DEFAULT_TIMEOUT = 180.0
 
 def lab_timeout() -> float:
     """Seconds to wait for JupyterLab to answer, and again for it to stop: env PFGM_LITE_LAB_TIMEOUT."""
-    value = os.environ.get("PFGM_LITE_LAB_TIMEOUT", "").strip()
-    if not value:
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"PFGM_LITE_LAB_TIMEOUT must be a number of seconds > 0, got {value!r}")
-    return seconds
+    return seconds_from_env("PFGM_LITE_LAB_TIMEOUT", DEFAULT_TIMEOUT)
 
 
 def wait_until(condition, timeout: float, interval: float = 0.2) -> bool:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pfgm_lite.data import eight_gaussian_modes, eight_gaussians, sample_toy
-from pfgm_lite.metrics import mmd_rbf, nearest_mode_rms, noise_floor, sliced_wasserstein
+from pfgm_lite.metrics import median_pairwise_distance, mmd_rbf, nearest_mode_rms, noise_floor, sliced_wasserstein
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -26,6 +26,16 @@ def test_sliced_wasserstein_of_identical_sets_is_zero():
     moved = a.clone()
     moved[0, 0] += 1e-4
     assert sliced_wasserstein(a, moved, generator=gen(2)) > 1e3 * tol
+
+
+def test_sliced_wasserstein_in_groups_of_projections_is_the_same_number():
+    # the same 500 directions sorted 7, 64 or all 500 at a time: float64 sums in another order (~1e-16 relative)
+    a, b = sample_toy("moons", 400, gen(7)), sample_toy("moons", 400, gen(8)) + 0.1
+    whole = sliced_wasserstein(a, b, generator=gen(9), block_elements=10**9)
+    for block in (400 * 7, 400 * 64, 1):
+        assert sliced_wasserstein(a, b, generator=gen(9), block_elements=block) == pytest.approx(whole, rel=1e-12)
+    # other directions give another estimate: the comparison above would see a grouping that drew its own
+    assert sliced_wasserstein(a, b, generator=gen(10)) != pytest.approx(whole, rel=1e-6)
 
 
 def test_sliced_wasserstein_of_a_shift():
@@ -49,6 +59,34 @@ def test_mmd_separates_distributions():
     assert mmd_rbf(a, a.clone()) < 0
     # a huge bandwidth makes every kernel value ~1, so MMD^2 -> 0 (~ shift^2 / h^2 = 1e-8, in float64)
     assert abs(mmd_rbf(a, b + 1.0, bandwidth=1e4)) < 1e-6
+
+
+def _median_of_all_pairs(x):
+    d = torch.cdist(x, x)
+    return d[torch.ones_like(d, dtype=torch.bool).triu(1)].median().item()
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 300, 1001])
+@pytest.mark.parametrize("block, keep", [(1024, 1_000_000), (13, 5), (1, 1)])
+def test_median_pairwise_distance_is_torch_median_of_all_pairs(n, block, keep):
+    # the same distances, picked by rank: exactly equal to torch.median of the stored pairs, however few are kept
+    x = sample_toy("moons", n, gen(n)).double()
+    assert median_pairwise_distance(x, block=block, keep=keep) == _median_of_all_pairs(x)
+
+
+def test_median_pairwise_distance_with_ties_and_a_wrong_rank_fails():
+    x = torch.randn(50, 3, generator=gen(1), dtype=torch.float64).round()
+    x = torch.cat([x, x, x])                                 # many zero and tied distances
+    for keep in (1, 10, 10**6):
+        assert median_pairwise_distance(x, block=7, keep=keep) == _median_of_all_pairs(x)
+    assert median_pairwise_distance(torch.zeros(40, 2, dtype=torch.float64), block=7, keep=3) == 0.0
+    # distinct distances: the upper middle value (a wrong rank) differs from the result
+    y = sample_toy("moons", 100, gen(2)).double()
+    d = torch.cdist(y, y)
+    d = d[torch.ones_like(d, dtype=torch.bool).triu(1)].sort().values
+    assert median_pairwise_distance(y, keep=10) == d[(len(d) - 1) // 2].item() != d[len(d) // 2].item()
+    with pytest.raises(ValueError, match="at least 2 points"):
+        median_pairwise_distance(y[:1])
 
 
 def test_mmd_over_blocks_equals_the_whole_matrix():

@@ -1,6 +1,8 @@
 """Facts about pfgm_lite/runtime.py: when quick mode is on (PFGM_LITE_QUICK, CI), and what pick returns."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pfgm_lite import runtime
@@ -54,3 +56,29 @@ def test_return_freed_memory_applies_on_glibc_and_checks_its_argument():
     assert return_freed_memory(4 << 20) is expected       # may be called again with another threshold
     with pytest.raises(ValueError, match="threshold must be >= 1, got 0"):
         return_freed_memory(0)
+
+
+def test_trim_freed_memory_hands_freed_heap_pages_back():
+    import platform
+    import sys
+
+    import torch
+
+    from pfgm_lite.runtime import trim_freed_memory
+
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        assert trim_freed_memory() is False
+        return
+
+    def rss_mib() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    # 64 MiB in 64 KiB tensors (below the 1 MiB map threshold: from the heap), then all but the last one freed:
+    # the last keeps the heap's top in use, so glibc cannot shrink the heap on its own and holds the freed pages
+    blocks = [torch.ones(16384) for _ in range(1024)]
+    del blocks[:-1]
+    held = rss_mib()
+    assert trim_freed_memory() is True
+    assert held - rss_mib() > 32, "malloc_trim should return most of the 64 MiB freed"
+    assert trim_freed_memory() in (True, False)     # nothing left to return is not an error

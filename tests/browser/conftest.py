@@ -13,7 +13,6 @@ Environment:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import secrets
 import shutil
@@ -27,6 +26,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pfgm_lite.runtime import seconds_from_env
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -59,16 +60,7 @@ def pytest_ignore_collect(collection_path, config):
 
 def browser_timeout() -> float:
     """Seconds for each wait: env PFGM_LITE_BROWSER_TIMEOUT (default 300)."""
-    value = os.environ.get("PFGM_LITE_BROWSER_TIMEOUT", "").strip()
-    if not value:
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"PFGM_LITE_BROWSER_TIMEOUT must be a number of seconds > 0, got {value!r}")
-    return seconds
+    return seconds_from_env("PFGM_LITE_BROWSER_TIMEOUT", DEFAULT_TIMEOUT)
 
 
 def wait_until(condition, timeout: float, interval: float = 0.25):
