@@ -91,7 +91,8 @@ def main() -> None:
         results["models"][args.label or args.checkpoint] = dict(
             command="python benchmarks/digits.py " + " ".join(sys.argv[1:]), checkpoint=args.checkpoint,
             steps=int(ckpt["step"]), method=ckpt["method"], sampler=method.to_config(),
-            train_config=ckpt.get("train_config"), n=args.n, seed=args.seed, machine_threads=torch.get_num_threads(), rows=rows)
+            train_config=ckpt.get("train_config"), n=args.n, seed=args.seed,
+            machine_threads=torch.get_num_threads(), rows=rows)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.with_suffix(".tmp").write_text(json.dumps(results, indent=1))
         path.with_suffix(".tmp").replace(path)

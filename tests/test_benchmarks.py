@@ -54,8 +54,8 @@ def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
                            "--out", str(tmp_path / "run")], cwd=ROOT, capture_output=True, timeout=300,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}).returncode == 0
     out_file = tmp_path / "digits.json"
-    out = run("digits.py", "--samplers", "euler:3,heun:2", "--checkpoint", str(tmp_path / "run"), "--n", "20", "--sigma-max", "20",
-              "--rho", "5", "--label", "edm tuned", "--out", str(out_file), cwd=tmp_path)
+    out = run("digits.py", "--samplers", "euler:3,heun:2", "--checkpoint", str(tmp_path / "run"), "--n", "20",
+              "--sigma-max", "20", "--rho", "5", "--label", "edm tuned", "--out", str(out_file), cwd=tmp_path)
     assert "sampler: sigma_max 20, rho 5 (trained with sigma_max 80, rho 7)" in out
     model = json.loads(out_file.read_text())["models"]["edm tuned"]
     assert model["method"]["sigma_max"] == 80 and model["sampler"]["sigma_max"] == 20 and model["sampler"]["rho"] == 5
