@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--samplers", default="euler:10,euler:20,euler:50,heun:5,heun:10,heun:20,rk45",
                         help="comma-separated solver:steps (rk45 without steps); default: the table of notebook 06")
     args = parser.parse_args()
+    runs = [samplers_of(item) for item in args.samplers.split(",")]      # a bad list fails before any work
 
     method, net, ckpt = train.load_model(args.checkpoint, device="cpu")
     if args.sigma_max is not None or args.rho is not None:       # sampler settings: the network stays the same
@@ -72,7 +73,6 @@ def main() -> None:
           f"coverage {floor['coverage']}/10")
     print(f"{'sampler':>10} | {'NFE':>4} | {'s / 100 img':>11} | {'confidence':>10} | {'> 0.9':>5} | {'coverage':>8} | "
           f"{'FID':>7}")
-    runs = [samplers_of(item) for item in args.samplers.split(",")]
     rows = []
     for solver, steps in runs:
         g = torch.Generator().manual_seed(args.seed)

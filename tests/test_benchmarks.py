@@ -66,6 +66,10 @@ def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
                             capture_output=True, text=True, timeout=300,
                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert failed.returncode == 2 and "sampler settings of EDM and PFGM++, the checkpoint holds pfgm" in failed.stderr
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), "--samplers", "heun"],
+                         capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert bad.returncode != 0 and "--samplers takes euler:STEPS, heun:STEPS or rk45, got 'heun'" in bad.stderr
 
 
 def test_memory_finds_the_cell_that_holds_the_memory(tmp_path):
