@@ -9,8 +9,10 @@ process's resident set size (RSS, psutil) every 50 ms. It records the cell durin
 memory a cell allocates stays held after it, the three cells whose RSS grew most while they ran (peak during the cell
 minus RSS at its start): a notebook over budget says where its memory goes. RSS counts everything the process holds:
 Python, torch's libraries (~500 MB for a CUDA build of torch on its own), tensors, matplotlib figures and what the
-allocator keeps after freeing. Writes benchmarks/results/memory.json (full mode) with the peak per notebook in MiB,
-the cell at the peak, the top three cells by growth and the wall time.
+allocator keeps after freeing. Writes, in full mode, the peak per notebook in MiB, the cell at the peak, the top three
+cells by growth, the wall time and the torch it ran with, to benchmarks/results/memory.json where torch is a CUDA build
+(what `make install` gets from PyPI on Linux) and to memory-cpu.json where it is a CPU build (what Binder installs:
+binder/environment.yml). To measure the CPU build, run this script with the Python of an environment that has one.
 """
 from __future__ import annotations
 
@@ -27,7 +29,15 @@ import psutil
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "memory.json"
+RESULTS = {"CUDA": ROOT / "benchmarks" / "results" / "memory.json",
+           "CPU": ROOT / "benchmarks" / "results" / "memory-cpu.json"}
+
+
+def torch_build() -> tuple[str, str]:
+    """The torch this Python (and so the notebooks' kernel) has: its version, and "CUDA" or "CPU" for its build."""
+    import torch
+
+    return torch.__version__, ("CUDA" if torch.version.cuda else "CPU")
 
 
 class PeakWatcher:
@@ -125,16 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--inplace saves the outputs readers see: run it in full mode (without --quick)")
     os.environ["PFGM_LITE_QUICK"] = "1" if args.quick else "0"
     paths = [Path(p) for p in args.notebooks] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    version, build = torch_build()
+    results_path = RESULTS[build]
+    print(f"torch {version} ({build} build); results: {results_path.relative_to(ROOT)}", flush=True)
     for path in paths:
         row = run_notebook(path.resolve(), args.inplace, args.timeout)
+        row["torch"] = f"{version} ({build} build)"
         print(f"{path.name}: peak {row['peak_mib']} MiB ({row['at']}), {row['seconds']} s", flush=True)
         for label, mib in row["top_cells"].items():
             print(f"    +{mib:5d} MiB during {label}", flush=True)
         if not args.quick:      # re-read before writing: another run may have added notebooks meanwhile
-            results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            results = json.loads(results_path.read_text()) if results_path.exists() else {}
             results[path.name] = row
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            results_path.parent.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(dict(sorted(results.items())), indent=1) + "\n")
     return 0
 
 

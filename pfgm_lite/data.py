@@ -5,6 +5,7 @@ Every sampler takes (n, generator) and returns a float32 tensor of shape (n, 2) 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -93,15 +94,19 @@ def image_transform():
     return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5], [0.5])])
 
 
-def _to_images(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, H, W) or (B, C, H, W) -> float32 (B, C, H, W) in [-1, 1] through image_transform()."""
-    if pixels.dtype != torch.uint8:
-        raise TypeError(f"pixels must be uint8, got {pixels.dtype}")
+def images_from_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, C, H, W) -> float32 (B, C, H, W) in [-1, 1]: x = (p / 255 - 0.5) / 0.5.
+
+    The same operations, in the same order, as image_transform() (a test checks the two agree bit for bit), without
+    importing torchvision: that import alone costs a notebook's kernel ~160 MiB (benchmarks/import_memory.py).
+    """
+    if not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.uint8:
+        raise TypeError(f"pixels must be a uint8 tensor, got {getattr(pixels, 'dtype', type(pixels).__name__)}")
     if pixels.dim() == 3:
         pixels = pixels[:, None]
     if pixels.dim() != 4:
         raise ValueError(f"pixels must have shape (B, H, W) or (B, C, H, W), got {tuple(pixels.shape)}")
-    return image_transform()(pixels).as_subclass(torch.Tensor).contiguous()
+    return pixels.to(torch.float32).mul_(1.0 / 255).sub_(0.5).div_(0.5).contiguous()
 
 
 def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +127,7 @@ def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
         table = np.loadtxt(file, delimiter=",", dtype=np.float32)
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     pixels = torch.from_numpy(table[:, :-1].astype(np.uint8)).reshape(-1, 28, 28)
-    return _to_images(pixels), labels
+    return images_from_pixels(pixels), labels
 
 
 TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "CIFAR10")
@@ -136,10 +141,14 @@ def load_torchvision(name: str, root: str, train: bool = True, download: bool = 
     download=True is given explicitly (for readers who are online).
     """
     import numpy as np
-    from torchvision import datasets
 
     if name not in TORCHVISION_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {TORCHVISION_DATASETS}")
+    if not download and not Path(root).is_dir():        # says so before importing torchvision (~160 MiB)
+        raise FileNotFoundError(f"{name} files not found under {root!r} (no folder {str(root)!r}); pass "
+                                f"download=True to fetch them when online")
+    from torchvision import datasets
+
     cls = getattr(datasets, name)
     try:
         ds = cls(root=root, train=train, download=download)
@@ -150,4 +159,4 @@ def load_torchvision(name: str, root: str, train: bool = True, download: bool = 
     if pixels.dim() == 4 and pixels.shape[-1] in (1, 3):   # CIFAR stores (B, H, W, C)
         pixels = pixels.permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
-    return _to_images(pixels.to(torch.uint8)), labels
+    return images_from_pixels(pixels.to(torch.uint8)), labels

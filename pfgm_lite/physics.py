@@ -79,7 +79,8 @@ def weighted_field(points: torch.Tensor, charges: torch.Tensor, power: float | N
     returns: E_hat (B, D) = sum_i w_i (x - y_i),  w_i = d_i^{-p} / sum_j d_j^{-p}   (a softmax over -p log d_i)
              log_strength (B,) = log sum_j d_j^{-p}
     so that the Poisson field is  E = exp(log_strength) / S_{D-1} * E_hat  (paper's E_hat with c(x)).
-    Blocks over points and charges keep memory below ~block_elements pairs (online softmax over charges).
+    Blocks over points and charges keep memory below ~block_elements pairs, and below block_elements numbers per
+    block of charges (online softmax over charges).
     Points on top of a charge (d = 0) are treated as d = 1e-30.
     Precision: float32 inputs are computed in float64 and the results rounded back. Near a charge E_hat = x - sum_i
     w_i y_i is a small difference of numbers of the size of x (float32 sums lost 2 digits at z = 1e-3 on 2D data),
@@ -90,14 +91,17 @@ def weighted_field(points: torch.Tensor, charges: torch.Tensor, power: float | N
     dim = points.shape[-1]
     p = float(dim if power is None else power)
     acc = torch.float64 if points.dtype in (torch.float16, torch.bfloat16, torch.float32) else points.dtype
-    point_block, charge_block = _blocks(points.shape[0], charges.shape[0], block_elements)
-    charge_blocks = charges.to(acc).split(charge_block)
+    # at most block_elements numbers of charges per block too: in high dimension a float64 copy of all charges at once
+    # is the largest buffer here (4000 digits: 25 MB, and as much again for its squares)
+    charge_rows = max(1, block_elements // dim)
+    point_block, charge_block = _blocks(points.shape[0], min(charges.shape[0], charge_rows), block_elements)
     e_hats, log_strengths = [], []
     for x in points.to(acc).split(point_block):
         run_max = torch.full((x.shape[0],), -math.inf, dtype=acc, device=x.device)
         run_sum = torch.zeros(x.shape[0], dtype=acc, device=x.device)
         run_mean = torch.zeros_like(x)                                   # sum_i w_i y_i
-        for y in charge_blocks:
+        for y in charges.split(charge_block):
+            y = y.to(acc)
             log_w = -0.5 * p * torch.log(squared_distances(x, y).clamp_min(1e-30))  # (b, m)
             new_max = torch.maximum(run_max, log_w.max(dim=1).values)
             keep = torch.exp(run_max - new_max)

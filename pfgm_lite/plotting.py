@@ -169,17 +169,37 @@ def plot_radius_histogram(ax, x, height: float, bins: int = 40, color: str = "C0
     ax.set_ylabel("density")
 
 
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> torch.Tensor:
+    """Tile images (B, C, H, W) into one image (C, rows * (H + padding) + padding, cols * (W + padding) + padding).
+
+    cols = min(nrow, B), rows = ceil(B / cols); image k goes to row k // cols, column k % cols, with `padding` pixels
+    of `pad_value` around every image. The layout of torchvision.utils.make_grid (a test compares the two), without
+    importing torchvision (~160 MiB, benchmarks/import_memory.py).
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if nrow < 1 or padding < 0:
+        raise ValueError(f"nrow must be >= 1 and padding >= 0, got nrow={nrow}, padding={padding}")
+    b, c, h, w = images.shape
+    cols = min(nrow, b)
+    rows = -(-b // cols)
+    grid = images.new_full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), pad_value)
+    for k in range(b):
+        top, left = (k // cols) * (h + padding) + padding, (k % cols) * (w + padding) + padding
+        grid[:, top:top + h, left:left + w] = images[k]
+    return grid
+
+
 def show_images(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax=None, cmap: str = "gray_r"):
-    """Draw a grid of images in [-1, 1] (torchvision.utils.make_grid); returns the axes.
+    """Draw a grid of images in [-1, 1] (image_grid, one pixel of white between images); returns the axes.
 
     images: (B, C, H, W); one channel is drawn with `cmap` (ink dark on white), three as RGB.
     """
     import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
 
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must have shape (B, 1 or 3, H, W), got {tuple(images.shape)}")
-    grid = make_grid(images.detach().cpu().clamp(-1, 1) * 0.5 + 0.5, nrow=nrow, padding=1, pad_value=1.0)
+    grid = image_grid(images.detach().cpu().clamp(-1, 1) * 0.5 + 0.5, nrow=nrow, padding=1, pad_value=1.0)
     if ax is None:
         rows = -(-len(images) // nrow)
         ax = plt.subplots(figsize=(min(nrow, len(images)) * 0.6, rows * 0.6))[1]

@@ -53,7 +53,11 @@ def pick(full: T, quick: T) -> T:
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
     """Seed python, numpy and torch (CPU and CUDA); return a torch.Generator seeded the same.
 
-    With `deterministic`, ask torch for deterministic algorithms where they exist (warn_only).
+    With `deterministic`, ask torch for deterministic algorithms where they exist (warn_only): the switch that
+    torch.use_deterministic_algorithms(True, warn_only=True) sets for eager operations. That public function also
+    imports torch._inductor's config (sympy and ~900 modules: +150 MiB with the CUDA build of torch, +71 MiB with the
+    CPU build, benchmarks/import_memory.py) to make torch.compile deterministic too; nothing here compiles, and a
+    notebook on Binder has 1-2 GB, so the switch is set directly (a reader who compiles calls the public function).
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -61,7 +65,11 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        set_switch = getattr(torch._C, "_set_deterministic_algorithms", None)     # what the public function calls
+        if set_switch is None:                                                       # renamed in a future torch
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            set_switch(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.Generator().manual_seed(seed)
 

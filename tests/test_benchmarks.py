@@ -89,3 +89,14 @@ def test_memory_finds_the_cell_that_holds_the_memory(tmp_path):
     assert row["peak_mib"] >= 400 and row["at"].startswith(("cell 1:", "cell 2:")), row
     first, grew = next(iter(row["top_cells"].items()))
     assert first.startswith("cell 1: import numpy") and grew >= 300, row      # 381 MiB allocated
+
+
+def test_import_memory_sees_what_a_step_holds():
+    # 200 MB kept by the step shows (a probe that read RSS before the step, or of another process, would not);
+    # a module that is not installed gives None, not a number
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import import_memory
+
+    assert import_memory.growth_mib("", "held = bytearray(200 * 2**20)", repeats=1) >= 190
+    assert import_memory.growth_mib("held = bytearray(200 * 2**20)", "x = 1", repeats=1) < 20
+    assert import_memory.growth_mib("", "import no_such_module_here", repeats=1) is None

@@ -26,6 +26,41 @@ def test_mnist5k_is_offline_and_in_range(monkeypatch):
     assert torch.bincount(labels).tolist() == [500] * 10
 
 
+def test_images_from_pixels_is_torchvisions_transform_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    for shape in [(7, 28, 28), (3, 3, 8, 8)]:
+        pixels = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+        pixels.view(-1)[:2] = torch.tensor([0, 255], dtype=torch.uint8)
+        mine = data.images_from_pixels(pixels)
+        theirs = data.image_transform()(pixels if len(shape) == 4 else pixels[:, None]).as_subclass(torch.Tensor)
+        assert mine.shape == theirs.shape and torch.equal(mine, theirs)
+        assert mine.view(-1)[:2].tolist() == [-1.0, 1.0]
+    # the comparison is strict enough to see the textbook formula's different rounding, 2 * p / 255 - 1
+    textbook = 2 * pixels.to(torch.float32) / 255 - 1
+    assert not torch.equal(textbook, data.images_from_pixels(pixels))
+
+
+def test_images_from_pixels_rejects_bad_input():
+    with pytest.raises(TypeError, match="pixels must be a uint8 tensor, got torch.float32"):
+        data.images_from_pixels(torch.zeros(2, 8, 8))
+    with pytest.raises(ValueError, match=r"\(B, H, W\) or \(B, C, H, W\), got \(8, 8\)"):
+        data.images_from_pixels(torch.zeros(8, 8, dtype=torch.uint8))
+
+
+def test_digits_path_does_not_import_torchvision():
+    """Loading, plotting and the missing-folder error of the digits notebook stay clear of torchvision (~160 MiB)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, matplotlib; matplotlib.use('Agg')\n"
+            "from pfgm_lite import data, plotting\n"
+            "x, _ = data.load_mnist5k(); plotting.show_images(x[:20])\n"
+            "try:\n    data.load_torchvision('MNIST', root='no_such_folder')\nexcept FileNotFoundError:\n    pass\n"
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_split_is_disjoint_and_balanced(split):
     train_x, train_y, test_x, test_y = split
     assert train_x.shape == (4000, 1, 28, 28) and test_x.shape == (1000, 1, 28, 28)
@@ -64,6 +99,8 @@ def test_torchvision_loader_reads_raw_files_offline(tmp_path, name):
 def test_torchvision_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="download=True"):
         data.load_torchvision("MNIST", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="MNIST files not found under '.*no_such_folder' .*download=True"):
+        data.load_torchvision("MNIST", str(tmp_path / "no_such_folder"))
     with pytest.raises(ValueError, match="unknown dataset 'SVHN'"):
         data.load_torchvision("SVHN", str(tmp_path))
 
@@ -144,3 +181,16 @@ def test_shipped_digits_model_makes_digits(split, path, steps):
     # the floor rejects what a sampler that did nothing returns: the prior's start points (measured FID 2458, 1 class)
     start, _ = method.sample_prior(32, generator=torch.Generator().manual_seed(0))
     assert not makes_digits(start)
+
+
+def test_classifier_features_in_chunks_match_one_pass(split):
+    """features() runs 200 images at a time (memory); the result is the one-pass result, in the same order. Tolerance:
+    float32 convolutions may sum in another order for another batch size, ~1e-6 relative; 1e-4 leaves room."""
+    model = metrics.digit_classifier()
+    x = split[2][:450]
+    with torch.no_grad():
+        whole, chunked = model.body(x), model.features(x)
+        swapped = torch.cat([model.body(x[200:400]), model.body(x[:200]), model.body(x[400:])])
+    assert model.chunk == 200 and chunked.shape == (450, 128)
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(swapped, whole, rtol=1e-4, atol=1e-4)      # chunks out of order: caught

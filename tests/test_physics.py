@@ -156,7 +156,7 @@ def test_field_of_symmetric_charges_vanishes_at_the_centre():
     assert physics.poisson_field(off, ring).norm() > 1e3 * field_rounding_bound(off, ring, eps)
 
 
-@pytest.mark.parametrize("dim", [2, 3, 20])
+@pytest.mark.parametrize("dim", [2, 3, 20, 785])     # 785: the digits; charge blocks also capped by numbers
 def test_chunked_equals_unchunked(dim):
     g = gen(dim)
     charges = torch.randn(37, dim, generator=g, dtype=F64)

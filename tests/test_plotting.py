@@ -78,3 +78,31 @@ def test_show_images_draws_a_grid_and_rejects_bad_shapes():
     plt.close(fig)
     with pytest.raises(ValueError, match=r"\(B, 1 or 3, H, W\)"):
         plotting.show_images(torch.zeros(6, 8, 8))
+
+
+@pytest.mark.parametrize("b, c, nrow, padding, pad_value", [(6, 3, 3, 1, 1.0), (7, 3, 3, 2, 0.0), (5, 1, 8, 0, 0.5),
+                                                             (10, 1, 10, 1, 1.0)])
+def test_image_grid_has_make_grid_layout(b, c, nrow, padding, pad_value):
+    from torchvision.utils import make_grid
+
+    images = torch.rand(b, c, 5, 4, generator=torch.Generator().manual_seed(b))
+    mine = plotting.image_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
+    theirs = make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
+    assert torch.equal(mine, theirs[:c])          # make_grid repeats a single channel three times
+
+
+def test_image_grid_comparison_catches_a_wrong_layout():
+    from torchvision.utils import make_grid
+
+    images = torch.rand(6, 3, 5, 4, generator=torch.Generator().manual_seed(0))
+    theirs = make_grid(images, nrow=3, padding=1)
+    column_major = images.reshape(3, 2, 3, 5, 4).transpose(0, 1).reshape(6, 3, 5, 4)   # fills columns first
+    assert not torch.equal(plotting.image_grid(column_major, nrow=3, padding=1), theirs)
+    assert plotting.image_grid(images, nrow=3, padding=1).shape == theirs.shape
+
+
+def test_image_grid_rejects_bad_arguments():
+    with pytest.raises(ValueError, match=r"images must have shape \(B, C, H, W\), got \(6, 8, 8\)"):
+        plotting.image_grid(torch.zeros(6, 8, 8))
+    with pytest.raises(ValueError, match="nrow must be >= 1 and padding >= 0, got nrow=0"):
+        plotting.image_grid(torch.zeros(6, 1, 8, 8), nrow=0)

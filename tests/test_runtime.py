@@ -82,3 +82,27 @@ def test_trim_freed_memory_hands_freed_heap_pages_back():
     assert trim_freed_memory() is True
     assert held - rss_mib() > 32, "malloc_trim should return most of the 64 MiB freed"
     assert trim_freed_memory() in (True, False)     # nothing left to return is not an error
+
+
+def test_seed_everything_turns_deterministic_algorithms_on_without_importing_inductor():
+    """The switch is on (warn-only) after seed_everything, and torch._inductor (sympy: +71 to +150 MiB) stays unimported;
+    the public torch.use_deterministic_algorithms would import it, which this check sees."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from pfgm_lite.runtime import seed_everything\n"
+            "before = 'torch._inductor.config' in sys.modules\n"
+            "g = seed_everything(3)\n"
+            "mine = (before, torch.are_deterministic_algorithms_enabled(),\n"
+            "        torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor.config' in sys.modules,\n"
+            "        torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=torch.Generator().manual_seed(3))))\n"
+            "torch.use_deterministic_algorithms(True, warn_only=True)\n"
+            "print(*mine, 'torch._inductor.config' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True", "True", "False", "True", "True"], out.stdout
+
+
+def test_seed_everything_rejects_a_bad_seed():
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        runtime.seed_everything(-1)

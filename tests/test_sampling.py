@@ -263,3 +263,26 @@ def test_log_likelihood_integrates_to_the_prior_mass_of_the_box_image():
     mass = (dphi * (1 - hp.z_max / torch.sqrt(rho_mid**2 + hp.z_max**2))).sum().item() / (2 * math.pi)
     assert 0.8 < mass < 0.95
     assert integral == pytest.approx(mass, abs=2e-3)
+
+
+def test_rk45_end_point_is_solve_ivps_bit_for_bit(toy, monkeypatch):
+    """Without a trajectory, integrate drives scipy's RK45 stepper itself (memory: solve_ivp keeps every step's
+    state); its end point must be the one solve_ivp gives for the same right-hand side, exactly."""
+    from scipy.integrate import RK45, solve_ivp
+
+    method, data = toy
+    seen = {}
+
+    class Spy(RK45):
+        def __init__(self, fun, t0, y0, t_bound, **options):
+            seen.update(fun=fun, y0=y0.copy(), options=options)
+            super().__init__(fun, t0, y0, t_bound, **options)
+
+    monkeypatch.setattr(sampling, "RK45", Spy)
+    x0, z0 = method.sample_prior(16, generator=gen(3))
+    res = sampling.integrate(method, method.exact_predictor(data), x0.double(), z0.double(), 1e-3, solver="rk45")
+    reference = solve_ivp(seen["fun"], (0.0, 1.0), seen["y0"], method="RK45", **seen["options"])
+    assert seen["options"] == dict(rtol=1e-4, atol=1e-4)
+    assert torch.equal(res.x.reshape(-1), torch.from_numpy(reference.y[:, -1]))
+    # one step less is a different point: the comparison can fail
+    assert not torch.equal(res.x.reshape(-1), torch.from_numpy(reference.y[:, -2]))
