@@ -62,10 +62,10 @@ def growth_mib(setup: str, step: str, repeats: int = 3) -> float | None:
 
 
 def main() -> int:
-    import torch
+    from memory import torch_build       # benchmarks/memory.py: the same test of the build
 
-    build = "CUDA" if torch.version.cuda else "CPU"
-    rows = {"torch": f"{torch.__version__} ({build} build)"}
+    version, build = torch_build()
+    rows = {"torch": f"{version} ({build} build)"}
     for name, (setup, step) in ROWS.items():
         rows[name] = growth_mib(setup, step)
         print(f"{name:>48}: " + ("not installed" if rows[name] is None else f"+{rows[name]:6.1f} MiB"), flush=True)
