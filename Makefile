@@ -28,7 +28,7 @@ NBCONVERT  := $(BIN)/jupyter nbconvert --to notebook --execute \
               --ExecutePreprocessor.timeout=1800 \
               --ExecutePreprocessor.record_timing=False
 
-.PHONY: all install lab test unit nbval notebooks quick student test-browser clean distclean
+.PHONY: all install lab test unit lint nbval notebooks quick student test-browser clean distclean
 
 all: test
 
@@ -55,6 +55,10 @@ test: $(STAMP)
 unit: $(STAMP)
 	PFGM_LITE_QUICK=1 $(BIN)/python -m pytest tests --ignore=tests/browser $(PYTEST_ARGS)
 
+# ruff over the package, tests, benchmarks and notebooks (make test runs it too: tests/test_lint.py)
+lint: $(STAMP)
+	$(BIN)/python -m ruff check pfgm_lite tests benchmarks notebooks conftest.py
+
 nbval: $(STAMP)
 	PFGM_LITE_QUICK=1 $(BIN)/python -m pytest notebooks $(NBVAL) $(PYTEST_ARGS)
 
@@ -75,7 +79,7 @@ quick: $(STAMP)
 
 # The student edition: solutions replaced by stubs, written to student/ (git-ignored). See README.
 student: $(STAMP)
-	$(BIN)/python -m pfgm_lite.student --source notebooks --out student
+	$(BIN)/python -m pfgm_lite.teaching.student --source notebooks --out student
 
 # The widgets in a real JupyterLab: tests/browser (not part of `make test`). Installs the `browser`
 # extra (Playwright) once; Chromium is Debian's (`apt-get install chromium`, see .ci/run).

@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
-from pfgm_lite import metrics, recipes, sampling, train  # noqa: E402
-from pfgm_lite.diffusion import Denoiser  # noqa: E402
+from pfgm_lite import data, digits, recipes, sampling, train  # noqa: E402
+from pfgm_lite.methods import Denoiser  # noqa: E402
 
 
 def samplers_of(item: str) -> tuple[str, int]:
@@ -63,9 +63,9 @@ def main() -> None:
         print(f"sampler: sigma_max {method.sigma_max:g}, rho {method.rho:g} (trained with "
               f"sigma_max {ckpt['method']['sigma_max']:g}, rho {ckpt['method']['rho']:g})")
     predict = method.predictor(net)
-    classifier = metrics.digit_classifier()
-    train_images, _, test_images, _ = metrics.digit_split()
-    floor = metrics.digit_sample_quality(classifier, train_images[: args.n], test_images)
+    classifier = digits.digit_classifier()
+    train_images, _, test_images, _ = data.digit_split()
+    floor = digits.digit_sample_quality(classifier, train_images[: args.n], test_images)
     print(f"model: {args.checkpoint} ({ckpt['method']['name']}, {ckpt['step']} training steps); {args.n} samples "
           f"per row; torch threads: {torch.get_num_threads()}")
     print(f"real-vs-real floor ({args.n} training digits vs 1000 held-out): FID {floor['fid']:.1f}, "
@@ -79,7 +79,7 @@ def main() -> None:
         start = time.perf_counter()
         out = sampling.sample(method, predict, args.n, solver=solver, steps=steps, generator=g)
         seconds = (time.perf_counter() - start) * 100 / args.n
-        q = metrics.digit_sample_quality(classifier, out.x, test_images)
+        q = digits.digit_sample_quality(classifier, out.x, test_images)
         name = solver if solver == "rk45" else f"{solver} {steps}"
         print(f"{name:>10} | {out.nfe:4d} | {seconds:11.2f} | {q['confidence']:10.3f} | {q['confident']:5.0%} | "
               f"{q['coverage']:5d}/10 | {q['fid']:7.1f}")

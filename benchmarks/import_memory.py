@@ -62,7 +62,7 @@ def growth_mib(setup: str, step: str, repeats: int = 3) -> float | None:
 
 
 def main() -> int:
-    from memory import torch_build       # benchmarks/memory.py: the same test of the build
+    from memory import torch_build  # benchmarks/memory.py: the same test of the build
 
     version, build = torch_build()
     rows = {"torch": f"{version} ({build} build)"}

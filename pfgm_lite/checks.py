@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -39,9 +40,13 @@ def check_nonneg_z(name: str, z: torch.Tensor) -> None:
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> float:
-    """Return float(value) after checking it is a finite positive number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Return float(value) after checking it is a finite positive number (a Python, NumPy or 0-d torch number)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_complex:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not isinstance(value, (int, float)):            # a NumPy scalar: shown as the Python number it holds
+        value = value.item()
     v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         expected = ">= 0" if allow_zero else "> 0"
@@ -50,9 +55,18 @@ def check_positive(name: str, value, allow_zero: bool = False) -> float:
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
-    """Return value after checking it is an int >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Return int(value) after checking it is an integer >= minimum (a Python or NumPy integer, or a 0-d integer
+    tensor; not a bool, not a float such as 3.0)."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and value.dtype != torch.bool and not value.dtype.is_complex:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
+
+
+def batch_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample scalar (B,) shaped to broadcast against `like` (B, *shape): (B, 1, ..., 1)."""
+    return v.view(-1, *[1] * (like.dim() - 1))

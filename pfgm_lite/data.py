@@ -61,6 +61,17 @@ def spiral(n: int, generator: torch.Generator | None = None, noise: float = 0.05
     return pts + noise * torch.randn(n, 2, generator=generator)
 
 
+def fingerprint(data: torch.Tensor) -> list[float]:
+    """Four float64 numbers that tell data sets apart: [numel, rows, sum of all values, sum_k k * (sum of row k)].
+
+    data: (n, *shape). Equal data give equal numbers up to the rounding of the float64 sums (another thread count
+    may add in another order: compare with a relative tolerance of ~1e-9); reordered rows change the last one.
+    """
+    rows = data.detach().reshape(data.shape[0], -1).sum(dim=1, dtype=torch.float64)
+    weights = torch.arange(1, rows.shape[0] + 1, dtype=torch.float64, device=rows.device)
+    return [float(data.numel()), float(data.shape[0]), rows.sum().item(), (rows * weights).sum().item()]
+
+
 TOY_DATASETS: dict[str, Callable[..., torch.Tensor]] = {
     "moons": two_moons,
     "8gaussians": eight_gaussians,
@@ -128,6 +139,20 @@ def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
     labels = torch.from_numpy(table[:, -1].astype(np.int64))
     pixels = torch.from_numpy(table[:, :-1].astype(np.uint8)).reshape(-1, 28, 28)
     return images_from_pixels(pixels), labels
+
+
+def digit_split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The offline digits split into 4000 training and 1000 held-out images by one seeded random permutation.
+
+    Not stratified: per class, 387-412 training and 88-113 held-out images for seed 0 (the shipped weights were
+    trained on this split, so it stays as it is).
+
+    returns: train_images (4000, 1, 28, 28), train_labels (4000,), test_images (1000, ...), test_labels (1000,)
+    """
+    images, labels = load_mnist5k()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    train, test = order[:4000], order[4000:]
+    return images[train], labels[train], images[test], labels[test]
 
 
 TORCHVISION_DATASETS = ("MNIST", "FashionMNIST", "CIFAR10")

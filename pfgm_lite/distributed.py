@@ -35,7 +35,8 @@ from typing import Callable, Iterator, TypeVar
 import torch
 import torch.distributed as dist
 
-from .runtime import default_device
+from .data import fingerprint
+from .runtime import pick_device
 
 T = TypeVar("T")
 BACKENDS = ("auto", "gloo", "nccl")
@@ -67,7 +68,8 @@ class Parallel:
         return slice(self.rank * per, (self.rank + 1) * per)
 
     def comm_device(self, device: torch.device) -> torch.device:
-        """Where collective tensors must live: the CPU for gloo, the process's GPU for nccl."""
+        """Where collective tensors must live, given the process's training device: that device (its GPU) under
+        nccl, which exchanges CUDA tensors only; the CPU under gloo."""
         return device if self.backend == "nccl" else torch.device("cpu")
 
 
@@ -96,11 +98,6 @@ def launched_world_size() -> int:
     """WORLD_SIZE as torchrun set it (1 without a launcher): known before joining the group."""
     env = launch_env()
     return 1 if env is None else env.world_size
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' -> CUDA if available else CPU; otherwise torch.device(name)."""
-    return default_device() if name == "auto" else torch.device(name)
 
 
 def resolve_backend(backend: str, device: str = "auto") -> str:
@@ -222,19 +219,18 @@ def broadcast_from_main(make: Callable[[], T], parallel: Parallel) -> T:
     return value
 
 
-def check_same_data(data: torch.Tensor, parallel: Parallel) -> None:
-    """Raise ValueError on every process unless all hold the same data (shape and float64 checksums).
+def check_same_data(data: torch.Tensor, parallel: Parallel, device: torch.device | str = "cpu") -> None:
+    """Raise ValueError on every process unless all hold the same data (data.fingerprint: shape and float64 sums).
 
-    data: (n, *shape). Each process loads its rows of the large batch from its own copy, so copies must agree.
+    data: (n, *shape), wherever it lives; device: the process's training device (under nccl the exchange runs on it).
+    Each process loads its rows of the large batch from its own copy, so copies must agree.
     """
     if parallel.world_size == 1:
         return
-    rows = data.detach().reshape(data.shape[0], -1).sum(dim=1, dtype=torch.float64).cpu()
-    mine = torch.tensor([float(data.numel()), float(data.shape[0]), rows.sum().item(),
-                         (rows * torch.arange(1, rows.shape[0] + 1, dtype=torch.float64)).sum().item()],
-                        dtype=torch.float64)
+    comm = parallel.comm_device(pick_device(device))
+    mine = torch.tensor(fingerprint(data), dtype=torch.float64, device=comm)
     everyone = [torch.empty_like(mine) for _ in range(parallel.world_size)]
-    dist.all_gather(everyone, mine.to(parallel.comm_device(data.device)))
+    dist.all_gather(everyone, mine)
     everyone = [t.cpu() for t in everyone]
     for rank, theirs in enumerate(everyone):
         # the same numbers summed on another machine (other thread count) may differ by float64 rounding only

@@ -11,8 +11,7 @@ import math
 import torch
 
 from .checks import check_positive, check_tensor
-from .flows import augment
-from .physics import BLOCK_ELEMENTS, weighted_field
+from .physics import BLOCK_ELEMENTS, augment, weighted_field
 
 
 def empirical_field(x: torch.Tensor, z: torch.Tensor, batch: torch.Tensor,

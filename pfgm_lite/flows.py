@@ -14,13 +14,10 @@ import torch
 from scipy import special
 
 from .checks import check_int, check_positive, check_tensor
-from .physics import sample_poisson_kernel, weighted_field
+from .physics import augment, sample_poisson_kernel, weighted_field
 
-
-def augment(x: torch.Tensor, z: torch.Tensor | float) -> torch.Tensor:
-    """Append the extra coordinate: (B, N), (B,) or float -> (B, N+1) points x~ = (x, z)."""
-    z = torch.as_tensor(z, dtype=x.dtype, device=x.device).expand(x.shape[0])
-    return torch.cat([x, z[:, None]], dim=1)
+#: flux_start_points refuses a max_offset that keeps less of the offsets' law than this (the redraws would not end)
+MIN_KEPT_SHARE = 0.01
 
 
 def field_line_velocity(x: torch.Tensor, z: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
@@ -98,18 +95,27 @@ def flux_start_points(data: torch.Tensor, n: int, z0: float, generator: torch.Ge
     total M/2. Normalized, a start point has density (1/M) sum_i P_{z0}(x - y_i): a random charge plus a
     Poisson-kernel offset. Lines started this way carry equal flux: this is the exact statement of the
     theorem for any z0 > 0, even for point charges.
-    max_offset: redraw the (rare, heavy-tailed) offsets longer than this; None keeps the exact law.
+    max_offset: redraw the (rare, heavy-tailed) offsets longer than this; None keeps the exact law. It must keep at
+    least 1% of the law: P(R <= max_offset) = I_u(N/2, 1/2), u = max_offset^2 / (max_offset^2 + z0^2), else the
+    redraws would go on for ever (the acceptance falls like (max_offset / z0)^N), and a ValueError says so at once.
     data: (M, N); returns: (n, N)
     """
     check_tensor("data", data, ndim=2, min_last_dim=1)
     check_int("n", n)
     z0 = check_positive("z0", z0)
-    idx = torch.randint(0, data.shape[0], (n,), generator=generator)
-    offset = sample_poisson_kernel(n, data.shape[1], z0, generator=generator, dtype=data.dtype)
+    dim = data.shape[1]
     if max_offset is not None:
-        check_positive("max_offset", max_offset)
+        max_offset = check_positive("max_offset", max_offset)
+        kept = float(special.betainc(dim / 2, 0.5, max_offset**2 / (max_offset**2 + z0**2)))
+        if kept < MIN_KEPT_SHARE:
+            raise ValueError(f"max_offset = {max_offset:g} keeps only {kept:.2g} of the offsets at z0 = {z0:g} in "
+                             f"N = {dim} (they have radius R with R^2 / z0^2 ~ BetaPrime(N/2, 1/2)); it must keep at "
+                             f"least {MIN_KEPT_SHARE:g}: use a larger max_offset (or None for the exact law)")
+    idx = torch.randint(0, data.shape[0], (n,), generator=generator)
+    offset = sample_poisson_kernel(n, dim, z0, generator=generator, dtype=data.dtype)
+    if max_offset is not None:
         while (far := offset.norm(dim=1) > max_offset).any():
-            offset[far] = sample_poisson_kernel(int(far.sum()), data.shape[1], z0, generator, data.dtype)
+            offset[far] = sample_poisson_kernel(int(far.sum()), dim, z0, generator, data.dtype)
     return data[idx.to(data.device)] + offset.to(data.device)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
+from scipy import linalg
 
 from .checks import check_int, check_tensor
 
@@ -93,6 +95,9 @@ def mmd_rbf(a: torch.Tensor, b: torch.Tensor, bandwidth: float | None = None, bl
     """
     a, b = _check_pair(a, b)
     check_int("block", block)
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError(f"mmd_rbf's unbiased estimate averages over pairs i != j of each set: a and b need at least "
+                         f"2 samples each, got {a.shape[0]} and {b.shape[0]}")
     both = torch.cat([a, b])
     total, n, m = len(both), a.shape[0], b.shape[0]
     if bandwidth is None:
@@ -126,112 +131,9 @@ def nearest_mode_rms(x: torch.Tensor, modes: torch.Tensor) -> float:
     return torch.cdist(x.double(), modes.double()).min(dim=1).values.pow(2).mean().sqrt().item()
 
 
-# --------------------------------------------------------------------------------------------------
-# Digits: a small classifier, and what it says about samples (no Inception weights, nothing downloads)
-# --------------------------------------------------------------------------------------------------
-
-class DigitClassifier(torch.nn.Module):
-    """LeNet-sized classifier for 1x28x28 digits in [-1, 1]: features (B, 128) -> logits (B, 10)."""
-
-    def __init__(self):
-        super().__init__()
-        nn = torch.nn
-        self.body = nn.Sequential(nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                                  nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                                  nn.Linear(32 * 7 * 7, 128), nn.ReLU())
-        self.head = nn.Linear(128, 10)
-
-    chunk = 200     # images per pass: the first layers' activations take ~0.15 MB an image (1300 at once: +100 MiB)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer features: (B, 1, 28, 28) -> (B, 128), computed `chunk` images at a time."""
-        if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(f"x must have shape (B, 1, 28, 28), got {tuple(x.shape)}")
-        if x.shape[0] <= self.chunk:
-            return self.body(x)
-        return torch.cat([self.body(part) for part in x.split(self.chunk)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def digit_split(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The offline digits split into 4000 training and 1000 held-out images by one seeded random permutation.
-
-    Not stratified: per class, 387-412 training and 88-113 held-out images for seed 0 (the shipped weights were
-    trained on this split, so it stays as it is).
-
-    returns: train_images (4000, 1, 28, 28), train_labels (4000,), test_images (1000, ...), test_labels (1000,)
-    """
-    from .data import load_mnist5k
-
-    images, labels = load_mnist5k()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    train, test = order[:4000], order[4000:]
-    return images[train], labels[train], images[test], labels[test]
-
-
-def train_digit_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 8, seed: int = 0,
-                           progress: bool = False) -> DigitClassifier:
-    """Train a DigitClassifier with Adam (lr 1e-3, batch 64) and light random shifts; CPU, ~20 s."""
-    from tqdm.auto import tqdm
-
-    check_int("epochs", epochs)
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = DigitClassifier()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in tqdm(range(epochs), desc="classifier", disable=not progress):
-        for idx in torch.randperm(len(images), generator=g).split(64):
-            x = images[idx]
-            shift = torch.randint(-2, 3, (2,), generator=g).tolist()
-            x = torch.roll(x, shifts=shift, dims=(2, 3))
-            loss = torch.nn.functional.cross_entropy(model(x), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
-
-
-def classifier_path():
-    """Where the shipped classifier weights live: <repo>/checkpoints/digit_classifier.pt."""
-    from pathlib import Path
-
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "digit_classifier.pt"
-
-
-def digit_classifier(path=None, retrain: bool = False) -> DigitClassifier:
-    """The cached digit classifier: load the shipped weights (weights_only), or train and save them once."""
-    from pathlib import Path
-
-    path = Path(path) if path is not None else classifier_path()
-    model = DigitClassifier()
-    if path.exists() and not retrain:
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return model.eval()
-        except Exception as exc:
-            raise ValueError(f"{path} is not a readable digit-classifier state dict ({type(exc).__name__})") from None
-    train_images, train_labels, _, _ = digit_split()
-    model = train_digit_classifier(train_images, train_labels)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model
-
-
-def classifier_accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of images classified correctly."""
-    with torch.no_grad():
-        return (model(images).argmax(1) == labels).float().mean().item()
-
-
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Frechet distance between Gaussians fitted to two feature sets (the FID formula):
     ||mu_a - mu_b||^2 + tr(C_a + C_b - 2 (C_a C_b)^{1/2}).   a: (n, d), b: (m, d)."""
-    import numpy as np
-    from scipy import linalg
 
     a, b = _check_pair(a, b)
     mu_a, mu_b = a.mean(0).numpy(), b.mean(0).numpy()
@@ -241,17 +143,14 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
-def digit_sample_quality(model: DigitClassifier, samples: torch.Tensor, real: torch.Tensor) -> dict:
-    """What the classifier says about generated digits (B, 1, 28, 28) against real held-out digits.
+#: where the digits code that lived here went (pfgm_lite.digits, and the split in pfgm_lite.data)
+_MOVED = {"DigitClassifier": "digits", "digit_split": "data", "train_digit_classifier": "digits",
+          "classifier_path": "digits", "digit_classifier": "digits", "classifier_accuracy": "digits",
+          "digit_sample_quality": "digits"}
 
-    returns: confidence (mean max-softmax), confident (fraction of samples with max-softmax > 0.9),
-             class_counts (10,), coverage (classes with >= 1% of samples),
-             fid (Frechet distance in the classifier's 128-d feature space).
-    """
-    with torch.no_grad():
-        feats_s, feats_r = model.features(samples.clamp(-1, 1)), model.features(real)
-        probs = torch.softmax(model.head(feats_s), dim=1)          # = model(samples), without a second pass
-    counts = torch.bincount(probs.argmax(1), minlength=10)
-    top = probs.max(1).values
-    return dict(confidence=top.mean().item(), confident=(top > 0.9).float().mean().item(), class_counts=counts.tolist(),
-                coverage=int((counts >= 0.01 * len(samples)).sum()), fid=frechet_distance(feats_s, feats_r))
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        raise AttributeError(f"pfgm_lite.metrics.{name} moved to pfgm_lite.{_MOVED[name]}.{name}: "
+                             f"from pfgm_lite import {_MOVED[name]}")
+    raise AttributeError(f"module 'pfgm_lite.metrics' has no attribute {name!r}")

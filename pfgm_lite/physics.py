@@ -18,6 +18,12 @@ from .checks import check_int, check_positive, check_same_dim, check_tensor
 BLOCK_ELEMENTS = 2**20     # pairs per block: ~8 MB per float64 temporary
 
 
+def augment(x: torch.Tensor, z: torch.Tensor | float) -> torch.Tensor:
+    """Append the extra coordinate: (B, N), (B,) or float -> (B, N+1) points x~ = (x, z) of R^{N+1}."""
+    z = torch.as_tensor(z, dtype=x.dtype, device=x.device).expand(x.shape[0])
+    return torch.cat([x, z[:, None]], dim=1)
+
+
 def log_sphere_area(n: int) -> float:
     """log S_n, the log surface area of the unit n-sphere in R^{n+1}.
 

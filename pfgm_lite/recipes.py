@@ -1,20 +1,26 @@
-"""The recipes the notebooks share: the toy dataset, training config and trained model of notebooks 04-05.
+"""The recipes the notebooks and the command line share: data, methods, networks and training settings.
 
-Notebook 04 builds and explains the model; later notebooks call toy_model() to load the same checkpoint
-(or retrain it when it is missing), so no notebook copies another's setup.
+Notebook 04 builds and explains the toy model; later notebooks call toy_model() to load the same checkpoint
+(or retrain it when it is missing), so no notebook copies another's setup. The digits recipes are notebook 06's,
+the CIFAR-10 ones the README's "Scaling up".
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
-from .data import sample_toy
-from .methods import PFGM
-from .nets import MLP
+from .data import load_torchvision, sample_toy
+from .methods import EDM, EDM_IMAGE_DEFAULTS, PFGM, PFGMpp
+from .nets import MLP, UNet
 from .perturb import PFGMHyperparameters, hyperparameters_for
 from .runtime import is_quick, pick
 from .train import TrainConfig, TrainResult, train_or_load
+from .weights import weights_path
+
+#: the environment variable that moves every run folder of the recipes (the tests point it at a scratch folder)
+RUNS_ENV = "PFGM_LITE_RUNS"
 
 
 def toy_data(name: str = "moons", n: int = 100_000, seed: int = 0) -> torch.Tensor:
@@ -24,27 +30,60 @@ def toy_data(name: str = "moons", n: int = 100_000, seed: int = 0) -> torch.Tens
 
 def toy_train_config() -> TrainConfig:
     """Notebook 04's training config: 8000 steps (full; ~2.4 min on 2 idle cores), or 400 steps with a short
-    warm-up and a fast EMA (quick)."""
+    warm-up (quick); the EMA warms up in either (TrainConfig.ema_warmup)."""
     return TrainConfig(steps=pick(8000, 400), batch_size=256, large_batch_size=2048, lr=1e-3,
-                       warmup=pick(200, 20), ema_decay=pick(0.999, 0.98), seed=0)
+                       warmup=pick(200, 20), ema_decay=0.999, seed=0)
+
+
+def runs_root() -> Path:
+    """The folder of the recipes' runs: $PFGM_LITE_RUNS when set, else runs/ (relative to the working folder, the
+    notebook's)."""
+    return Path(os.environ.get(RUNS_ENV, "").strip() or "runs")
 
 
 def run_dir(name: str = "moons") -> Path:
-    """Where the toy model's checkpoint lives (relative to the notebook): runs/<name>-full or runs/<name>-quick."""
-    return Path("runs") / f"{name}-{'quick' if is_quick() else 'full'}"
+    """Where the toy model's checkpoint lives: <runs_root()>/<name>-full or <name>-quick."""
+    return runs_root() / f"{name}-{'quick' if is_quick() else 'full'}"
 
 
-def toy_model(name: str = "moons", progress: bool = True) -> tuple[PFGM, TrainResult, torch.Tensor]:
+def toy_network(extra: int = 1, seed: int = 0) -> MLP:
+    """The toy MLP (3 x 256) with its initial weights drawn from `seed`, leaving the caller's random state alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(2, extra=extra)
+
+
+def toy_model(name: str = "moons", progress: bool = True, overwrite: bool = False
+              ) -> tuple[PFGM, TrainResult, torch.Tensor]:
     """The PFGM of notebook 04 on a toy set: (method, training result with .ema, training data).
 
-    Loads run_dir(name)/checkpoint.pt when it matches this recipe, otherwise trains it (minutes in full mode).
+    Loads run_dir(name)/checkpoint.pt when it matches this recipe, otherwise trains it (minutes in full mode); a
+    checkpoint there of another recipe is an error unless overwrite=True (train.train_or_load).
     """
     data = toy_data(name)
     method = PFGM(hyperparameters_for(data), data_shape=(2,))
     config = toy_train_config()
-    torch.manual_seed(config.seed)
-    result = train_or_load(method, MLP(2), data, config, out_dir=run_dir(name), progress=progress)
+    result = train_or_load(method, toy_network(seed=config.seed), data, config, out_dir=run_dir(name),
+                           progress=progress, overwrite=overwrite)
     return method, result, data
+
+
+#: EDM's settings for the 2D toys that benchmarks/quality_vs_nfe.py --tune chose on moons and checkerboard (seed 0,
+#: Heun 10 steps; benchmarks/results/tuning.json): its "high noise" training (P_mean -0.5, P_std 1.2, sigma_data =
+#: the data's std) and sampler (sigma_max 5, rho 3)
+TOY_EDM = dict(p_mean=-0.5, p_std=1.2, sigma_max=5.0, rho=3.0)
+#: PFGM++'s extra dimensions for the toys on the command line (benchmarks/quality_vs_nfe.py's main PFGM++)
+TOY_PFGMPP_D = 8.0
+
+
+def toy_edm(data: torch.Tensor) -> EDM:
+    """EDM for a 2D toy with the tuned settings TOY_EDM, sigma_data = the data's std."""
+    return EDM(tuple(data.shape[1:]), sigma_data=data.std().item(), **TOY_EDM)
+
+
+def toy_pfgmpp(data: torch.Tensor, D: float = TOY_PFGMPP_D) -> PFGMpp:
+    """PFGM++ for a 2D toy with D extra dimensions and EDM's tuned toy settings (the paper's transfer)."""
+    return PFGMpp(tuple(data.shape[1:]), D=D, sigma_data=data.std().item(), **TOY_EDM)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -80,42 +119,35 @@ def digits_method(images: torch.Tensor, emphasis: float = DIGITS_EMPHASIS) -> PF
 DIGITS_PFGMPP_D = 512.0
 
 
-def digits_edm():
+def digits_edm() -> EDM:
     """EDM for 1x28x28 digits in [-1, 1] with Karras et al.'s image settings unchanged (EDM_IMAGE_DEFAULTS: sigma_data
     0.5, sigma 0.002 to 80, rho 7, ln sigma ~ N(-1.2, 1.2^2)); notebook 06, section 10, tunes its sampler."""
-    from .diffusion import EDM, EDM_IMAGE_DEFAULTS
-
     return EDM((1, 28, 28), **EDM_IMAGE_DEFAULTS)
 
 
-def digits_pfgmpp(D: float = DIGITS_PFGMPP_D):
+def digits_pfgmpp(D: float = DIGITS_PFGMPP_D) -> PFGMpp:
     """PFGM++ for 1x28x28 digits with D extra dimensions and EDM's image settings (r = sigma sqrt(D))."""
-    from .diffusion import EDM_IMAGE_DEFAULTS
-    from .pfgmpp import PFGMpp
-
     return PFGMpp((1, 28, 28), D=D, **EDM_IMAGE_DEFAULTS)
 
 
-def digits_network(extra: int = 1):
+def digits_network(extra: int = 1) -> UNet:
     """The compact U-Net of the digits model: 28 -> 14 -> 7, channels 16/32/64, self-attention at 7x7.
 
     extra: scalar outputs besides the 784 pixels (PFGM: 1, the z-component; EDM and PFGM++: 0).
     """
-    from .nets import UNet
-
     return UNet(image_channels=1, image_size=28, channels=(16, 32, 64), extra=extra)
 
 
 def shipped_digits_path() -> Path:
-    """<repo>/checkpoints/pfgm_digits.pt: the digits model shipped with the repository, digits_train_config(steps=
-    DIGITS_SHIPPED_STEPS), the same recipe trained longer than a student's ten minutes."""
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "pfgm_digits.pt"
+    """pfgm_lite/weights/pfgm_digits.pt (package data): the digits model shipped with the package,
+    digits_train_config(steps=DIGITS_SHIPPED_STEPS), the same recipe trained longer than a student's ten minutes."""
+    return weights_path("pfgm_digits.pt")
 
 
 def ten_minute_digits_path() -> Path:
-    """<repo>/checkpoints/pfgm_digits_10min.pt: the ten-minute recipe (digits_train_config(), DIGITS_STEPS steps),
-    what `python -m pfgm_lite train --data digits` makes."""
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "pfgm_digits_10min.pt"
+    """pfgm_lite/weights/pfgm_digits_10min.pt (package data): the ten-minute recipe (digits_train_config(),
+    DIGITS_STEPS steps), what `python -m pfgm_lite train --data digits` makes."""
+    return weights_path("pfgm_digits_10min.pt")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,8 +163,6 @@ def cifar10_images(root: str | Path = "data", download: bool = False) -> torch.T
 
     Nothing downloads unless download=True; without the files the error says how to get them.
     """
-    from .data import load_torchvision
-
     try:
         return load_torchvision("CIFAR10", str(root), download=download)[0]
     except FileNotFoundError:
@@ -177,9 +207,13 @@ def cifar10_train_config(steps: int = CIFAR10_STEPS) -> TrainConfig:
                        grad_clip=1.0, ema_decay=0.9999, seed=0, checkpoint_every=5000)
 
 
-def cifar10_network():
+def cifar10_random_images(n: int = 50_000, seed: int = 0) -> torch.Tensor:
+    """n random images of CIFAR-10's shape, (n, 3, 32, 32) float32 uniform in [-1, 1]: the CIFAR-10 recipe's cost
+    (steps/s, memory) without the files, e.g. on a GPU machine with no internet. Not a data set to learn."""
+    return torch.rand(n, *CIFAR10_SHAPE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def cifar10_network() -> UNet:
     """The U-Net of nets.UNet widened for 32x32x3: 32 -> 16 -> 8, channels 64/128/256, self-attention at 8x8
     (3.5M parameters; far smaller than the paper's DDPM++: 128 base channels, 4 levels of 4 residual blocks)."""
-    from .nets import UNet
-
     return UNet(image_channels=3, image_size=32, channels=(64, 128, 256), extra=1)

@@ -79,6 +79,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pick_device(name: str | torch.device) -> torch.device:
+    """'auto' -> CUDA if available else CPU; otherwise torch.device(name) (a bad name is a ValueError)."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return default_device()
+    try:
+        return torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:K', got {name!r}") from None
+
+
 def trim_freed_memory() -> bool:
     """Hand the free memory at the top and in the gaps of glibc's heap back to the system (malloc_trim(0)).
 
@@ -102,7 +114,8 @@ def return_freed_memory(threshold: int = 1 << 20) -> bool:
     each time such a buffer is freed, up to 32 MB. After training (many freed 2-4 MB buffers) the field's 8 MB
     blocks come from the heap instead, which fragments: notebook 04 grew by ~300 MB in one cell (measured; 40 MB
     with the threshold fixed at 1 MB). Fixing it costs a page fault per page of each large buffer.
-    Returns True where it was applied (Linux with glibc), False elsewhere. Called once when pfgm_lite is imported.
+    Returns True where it was applied (Linux with glibc), False elsewhere. It changes the whole process, so nothing
+    calls it for you: the notebooks call it in their first cell (importing pfgm_lite leaves malloc alone).
     """
     check_int("threshold", threshold)
     if not sys.platform.startswith("linux"):

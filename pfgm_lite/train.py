@@ -1,18 +1,17 @@
 """One training loop for every method: regress method.target with the network, 1/2 ||f - v||^2.
 
 Per step: draw a large batch B_L from the data (its first `batch_size` points are the mini-batch B),
-perturb B, compute the target from B_L, take an Adam step (warm-up, cosine decay, gradient clipping),
-update EMA weights. Checkpoints are written atomically (temporary file, then rename) and read with
-torch.load(weights_only=True); resuming restores weights, optimizer, RNG and history exactly.
-The same loop runs on K processes under torchrun (DistributedDataParallel; see distributed.py), and on a GPU
-with the network in bfloat16 autocast while the target stays in the data's float32.
+perturb B, compute the target (method.target sees a methods.Batch: B_L and the clean points of B), take an Adam
+step (warm-up, cosine decay, gradient clipping), update the EMA weights (with a warm-up of the decay). Checkpoints
+(pfgm_lite.checkpoint) are written atomically and read with torch.load(weights_only=True); resuming restores
+weights, optimizer, RNG and history exactly. The same loop runs on K processes under torchrun
+(DistributedDataParallel; see distributed.py), and on a GPU with the network in bfloat16 autocast while the target
+stays in the data's float32. Class labels (optional) travel with the data through every step.
 """
 from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,21 +21,41 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .checkpoint import (
+    check_writable_folder,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    network_config,
+    save_checkpoint,
+)
 from .checks import check_int, check_positive
-from .distributed import Parallel, pick_device
-from .methods import Method, method_from_config
-from .nets import build_network
-from .runtime import trim_freed_memory
+from .data import fingerprint
+from .distributed import Parallel
+from .methods import Batch, Method, network_prediction
+from .runtime import pick_device, trim_freed_memory
 
-CHECKPOINT_FORMAT = "pfgm-lite-checkpoint"
+__all__ = ["RESUMABLE_CHANGES", "TrainConfig", "TrainResult", "draw_large_batch", "regression_pair", "loss_on_batch",
+           "train", "train_or_load", "step_flops", "ema_share_of_initial_weights",
+           # checkpoint I/O lives in pfgm_lite.checkpoint; these names stay here for the notebooks
+           "load_checkpoint", "load_model", "load_weights", "save_checkpoint"]
+
 #: TrainConfig fields a resumed run may change (more steps extends a run; its cosine decay follows the new total)
 RESUMABLE_CHANGES = ("steps", "device", "checkpoint_every")
-CHECKPOINT_VERSION = 1
+#: what a checkpoint's train_config lacks, read as: checkpoints made before the EMA warm-up trained without it
+OLD_CONFIG_DEFAULTS = {"ema_warmup": False}
 
 
 @dataclass
 class TrainConfig:
-    """Training hyper-parameters (defaults suit 2D toys on a CPU)."""
+    """Training hyper-parameters (defaults suit 2D toys on a CPU).
+
+    ema_decay, ema_warmup: the EMA weights e follow e <- d_k e + (1 - d_k) w after optimizer step k = 0, 1, ...; with
+    the warm-up d_k = min(ema_decay, (1 + k) / (10 + k)) (the decay schedule of TensorFlow's ExponentialMovingAverage
+    with num_updates, also diffusers' EMAModel), so the random initial weights are forgotten within the first steps;
+    without it d_k = ema_decay, and ema_decay^k of the EMA is still the initial weights after k steps (0.999: 13.5% at
+    2000 steps). ema_decay_at(k) gives d_k; ema_share_of_initial_weights measures what is left.
+    """
 
     steps: int = 2000
     batch_size: int = 256
@@ -46,6 +65,7 @@ class TrainConfig:
     cosine: bool = True
     grad_clip: float = 1.0
     ema_decay: float = 0.999
+    ema_warmup: bool = True
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 0
@@ -59,14 +79,23 @@ class TrainConfig:
         check_int("seed", self.seed, minimum=0)
         check_positive("lr", self.lr)
         check_positive("grad_clip", self.grad_clip)
+        check_positive("ema_decay", self.ema_decay, allow_zero=True)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not isinstance(self.ema_warmup, bool):
+            raise TypeError(f"ema_warmup must be True or False, got {self.ema_warmup!r}")
+        if not isinstance(self.device, (str, torch.device)):
+            raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.batch_size > self.large_batch_size:
             raise ValueError(f"batch_size ({self.batch_size}) must not exceed large_batch_size "
                              f"({self.large_batch_size}): the mini-batch is part of the large batch")
         if self.large_batch_size > n_data:
             raise ValueError(f"large_batch_size ({self.large_batch_size}) is larger than the dataset "
                              f"({n_data} points)")
+
+    def ema_decay_at(self, step: int) -> float:
+        """The EMA decay d_k of optimizer step k (0-based): min(ema_decay, (1 + k) / (10 + k)) with the warm-up."""
+        return min(self.ema_decay, (1 + step) / (10 + step)) if self.ema_warmup else self.ema_decay
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up to lr, then cosine decay to lr/10 (or constant)."""
@@ -90,51 +119,59 @@ class TrainResult:
 
 
 def draw_large_batch(data: torch.Tensor, large_batch_size: int, generator: torch.Generator, device: torch.device,
-                     parallel: Parallel = Parallel()) -> torch.Tensor:
-    """The step's large batch B_L: large_batch_size rows of data (n, *shape) drawn without replacement, on device.
+                     parallel: Parallel = Parallel(), labels: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The step's large batch B_L: large_batch_size rows of data (n, *shape) drawn without replacement, on device,
+    and their labels (L,) (None without labels).
 
-    With K processes each one loads only its L/K rows and one all_gather assembles B_L (distributed.gather_rows):
-    every process draws the same indices (same generator), so every process ends up with the one-process B_L.
+    With K processes each one loads only its L/K rows and one all_gather assembles B_L (distributed.gather_rows; the
+    labels in a second one): every process draws the same indices (same generator), so every process ends up with
+    the one-process B_L.
     """
     idx = torch.randperm(data.shape[0], generator=generator)[:large_batch_size]
     if parallel.world_size == 1:
-        return data[idx.to(data.device)].to(device)
-    local = data[idx[parallel.shard(large_batch_size)].to(data.device)]
-    return distributed.gather_rows(local, parallel, device)
+        rows = idx.to(data.device)
+        return data[rows].to(device), None if labels is None else labels[idx.to(labels.device)].to(device)
+    mine = idx[parallel.shard(large_batch_size)]
+    large = distributed.gather_rows(data[mine.to(data.device)], parallel, device)
+    if labels is None:
+        return large, None
+    return large, distributed.gather_rows(labels[mine.to(labels.device)], parallel, device)
 
 
 def regression_pair(method: Method, large_batch: torch.Tensor, batch_size: int, generator: torch.Generator,
-                    shard: slice = slice(None)):
-    """(x, t, target) for the rows `shard` of the mini-batch (the first batch_size points of large_batch).
+                    shard: slice = slice(None), large_labels: torch.Tensor | None = None):
+    """(x, t, target, labels) for the rows `shard` of the mini-batch (the first batch_size points of large_batch).
 
     The whole mini-batch is perturbed, so the random draws (and the generator's state afterwards) are those of one
-    process whatever the shard. method.target sees the whole large batch (PFGM needs all of B_L), reordered so that
-    it starts with the shard's own clean points, as the trainer's contract says (EDM's target reads y there); it
-    runs without gradients and outside any autocast, in the data's dtype (float32 or float64).
-    x: (b, *shape), t: (b,), target: (b, K) with b the rows of the shard.
+    process whatever the shard. method.target sees the whole large batch (PFGM needs all of B_L) and the shard's own
+    clean points y (EDM's and PFGM++'s target), as a methods.Batch; it runs without gradients and outside any
+    autocast, in the data's dtype (float32 or float64).
+    x: (b, *shape), t: (b,), target: (b, K), labels: (b,) or None, with b the rows of the shard.
     """
     y = large_batch[:batch_size]
     x, t = method.perturb(y, generator=generator)
     x, t = x[shard], t[shard]
-    if shard.start:   # a later shard: its clean points first, then the rest of B_L (the same set of points)
-        large_batch = torch.cat([large_batch[shard], large_batch[:shard.start], large_batch[shard.stop:]])
+    labels = None if large_labels is None else large_labels[:batch_size][shard]
+    batch = Batch(large=large_batch, y=y[shard], labels=labels, large_labels=large_labels)
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-        target = method.target(x, t, large_batch)
-    return x, t, target
+        target = method.target(x, t, batch)
+    return x, t, target, labels
 
 
 def loss_on_batch(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_size: int,
                   generator: torch.Generator, shard: slice = slice(None),
-                  autocast: torch.dtype | None = None) -> torch.Tensor:
+                  autocast: torch.dtype | None = None, large_labels: torch.Tensor | None = None) -> torch.Tensor:
     """1/2 ||net(x, t) - target||^2 averaged over the mini-batch (the first batch_size points of large_batch).
 
-    shard:    the rows of the mini-batch this process trains on (regression_pair); all of them by default
-    autocast: run the network in this dtype (torch.bfloat16) under torch.autocast; the loss is in the target's dtype
+    shard:        the rows of the mini-batch this process trains on (regression_pair); all of them by default
+    autocast:     run the network in this dtype (torch.bfloat16) under torch.autocast; the loss is in the target's dtype
+    large_labels: (L,) class labels of large_batch for a class-conditional network (net(x_in, c, labels)), or None
     """
-    x, t, target = regression_pair(method, large_batch, batch_size, generator, shard)
+    x, t, target, labels = regression_pair(method, large_batch, batch_size, generator, shard, large_labels)
     x_in, c = method.network_input(x, t)
     with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
-        prediction = net(x_in, c)
+        prediction = network_prediction(net, x_in, c, labels)
     return 0.5 * ((prediction.to(target.dtype) - target) ** 2).sum(dim=1).mean()
 
 
@@ -147,10 +184,30 @@ def _keep_data_on(device: torch.device, data: torch.Tensor) -> torch.device:
     return torch.device("cpu")
 
 
+def check_labels(labels: torch.Tensor | None, n_data: int, net: nn.Module) -> None:
+    """Raise a clear error unless labels are None, or (n_data,) integers in [0, net.num_classes) for a network that
+    takes labels (a class-conditional network has an attribute num_classes > 0)."""
+    if labels is None:
+        return
+    classes = getattr(net, "num_classes", 0)
+    if not classes:
+        raise ValueError(f"labels were given, but this {type(net).__name__} takes none (it has no num_classes > 0): "
+                         f"train without labels, or use a class-conditional network")
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                                     torch.uint8):
+        raise TypeError(f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.shape != (n_data,):
+        raise ValueError(f"labels must have shape ({n_data},), one per data point, got {tuple(labels.shape)}")
+    if n_data and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must lie in [0, {classes}) for a network of {classes} classes, got "
+                         f"{int(labels.min())} to {int(labels.max())}")
+
+
 def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfig,
           out_dir: str | Path | None = None, resume: str | Path | None = None,
           progress: bool = True, callback=None, callback_every: int = 50,
-          parallel: Parallel | None = None, precision: str = "auto") -> TrainResult:
+          parallel: Parallel | None = None, precision: str = "auto",
+          labels: torch.Tensor | None = None) -> TrainResult:
     """Train `net` on `data` (n, *shape) for config.steps steps; checkpoint to out_dir/checkpoint.pt.
 
     resume:    a checkpoint path; training continues from its step with its weights, optimizer and RNG state.
@@ -161,15 +218,26 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
                Only rank 0 writes checkpoints, shows the progress bar and calls the callback.
     precision: 'auto' (bf16 autocast for the network on a GPU, float32 on a CPU), 'bf16' or 'fp32'; the target is
                always computed in the data's dtype.
+    labels:    (n,) class labels of the data for a class-conditional network (see check_labels), or None.
+    Every setting is checked before the first step: a bad one, a network that cannot be saved (no `config`) with
+    out_dir given, or an out_dir that cannot be written is an error at once, not after training.
     """
     method.check_data("data", data)
     config.validate(data.shape[0])
+    check_labels(labels, data.shape[0], net)
+    if callback is not None:
+        check_int("callback_every", callback_every)
     parallel = distributed.current() if parallel is None else parallel
     distributed.check_batch_split(config.batch_size, config.large_batch_size, parallel.world_size)
     device = pick_device(config.device)
     if device.type == "cuda" and device.index is None and parallel.world_size > 1:
         device = torch.device("cuda", torch.cuda.current_device())   # the GPU process_group chose: LOCAL_RANK
     autocast = distributed.autocast_dtype(precision, device)
+    if out_dir is not None:
+        network_config(net)                              # a network that cannot be saved fails now, not at the end
+        if parallel.is_main:
+            check_writable_folder(out_dir)
+    data_print = fingerprint(data)
     net = net.to(device)
     ema = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -180,7 +248,7 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         ckpt = distributed.broadcast_from_main(lambda: load_checkpoint(resume), parallel)
         if ckpt["method"] != method.to_config():
             raise ValueError(f"checkpoint {resume} was made for a different method configuration")
-        saved = ckpt.get("train_config") or {}
+        saved = {**OLD_CONFIG_DEFAULTS, **(ckpt.get("train_config") or {})}
         differ = sorted(k for k, v in asdict(config).items()
                         if k not in RESUMABLE_CHANGES and k in saved and saved[k] != v)
         if differ:
@@ -194,22 +262,25 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         losses, step = list(ckpt["losses"]), int(ckpt["step"])
     model = net
     if parallel.world_size > 1:
-        distributed.check_same_data(data, parallel)
+        distributed.check_same_data(data, parallel, device)
         # DDP copies rank 0's weights to every process and averages the gradients in backward()
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         if resume is None:
             ema.load_state_dict(net.state_dict())   # the EMA starts from rank 0's initial weights too
     data_src = data.detach().to(_keep_data_on(device, data))
+    labels_src = None if labels is None else labels.to(data_src.device)
     shard = parallel.shard(config.batch_size)
     start = time.perf_counter()
     desc = f"training {method.name}" + (f" on {parallel.world_size} processes" if parallel.world_size > 1 else "")
     bar = tqdm(total=config.steps, initial=step, desc=desc, disable=not progress or not parallel.is_main)
     while step < config.steps:
-        large = draw_large_batch(data_src, config.large_batch_size, generator, device, parallel)
+        large, large_labels = draw_large_batch(data_src, config.large_batch_size, generator, device, parallel,
+                                               labels_src)
         for group in optimizer.param_groups:
             group["lr"] = config.lr_at(step)
         model.train()
-        loss = loss_on_batch(method, model, large, config.batch_size, generator, shard=shard, autocast=autocast)
+        loss = loss_on_batch(method, model, large, config.batch_size, generator, shard=shard, autocast=autocast,
+                             large_labels=large_labels)
         mean_loss = distributed.mean_over_processes(loss, parallel)   # the global mini-batch's loss, on every rank
         if not torch.isfinite(mean_loss):
             bar.close()
@@ -220,8 +291,9 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         optimizer.step()
         with torch.no_grad():
+            weight = 1 - config.ema_decay_at(step)
             for p_ema, p in zip(ema.parameters(), net.parameters()):
-                p_ema.lerp_(p, 1 - config.ema_decay)
+                p_ema.lerp_(p, weight)
         losses.append(mean_loss.item())
         step += 1
         bar.update(1)
@@ -232,12 +304,69 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
         if out_dir is not None and parallel.is_main and (
                 step == config.steps or (config.checkpoint_every and step % config.checkpoint_every == 0)):
             save_checkpoint(Path(out_dir) / "checkpoint.pt", method, net, ema, optimizer, generator,
-                            losses, step, config)
+                            losses, step, config, data_print=data_print)
     bar.close()
     distributed.barrier(parallel)   # the last checkpoint is on disk before any process returns
     seconds = time.perf_counter() - start
     trim_freed_memory()           # the autograd graphs' small freed buffers go back to the system
     return TrainResult(net=net, ema=ema, losses=losses, step=step, seconds=seconds)
+
+
+def ema_share_of_initial_weights(config: TrainConfig, steps: int | None = None) -> float:
+    """How much of the EMA after `steps` optimizer steps (default config.steps) is still the initial weights:
+    prod_{k < steps} d_k, with d_k = config.ema_decay_at(k) (computed in log space)."""
+    steps = config.steps if steps is None else check_int("steps", steps, minimum=0)
+    logs = sum(math.log(d) if d > 0 else -math.inf for d in (config.ema_decay_at(k) for k in range(steps)))
+    return math.exp(logs)
+
+
+def _mismatch(ckpt: dict, method: Method, net: nn.Module, config: TrainConfig, data_print: list[float]) -> list[str]:
+    """What differs between a checkpoint and the run that train_or_load is asked for (the step count aside)."""
+    saved_config = {**OLD_CONFIG_DEFAULTS, **(ckpt.get("train_config") or {})}
+    wanted = {k: v for k, v in asdict(config).items() if k not in ("device", "checkpoint_every")}
+    differ = []
+    if ckpt["method"] != method.to_config():
+        differ.append("the method")
+    if ckpt["network"] != network_config(net):
+        differ.append("the network")
+    changed = sorted(k for k, v in wanted.items() if saved_config.get(k) != v)
+    if changed:
+        differ.append("the training settings (" + ", ".join(f"{k}: {saved_config.get(k)!r} there, {wanted[k]!r} now"
+                                                            for k in changed) + ")")
+    saved_print = ckpt.get("data")
+    if saved_print is None or not torch.allclose(torch.tensor(saved_print, dtype=torch.float64),
+                                                 torch.tensor(data_print, dtype=torch.float64), rtol=1e-9, atol=0.0):
+        differ.append("the data" if saved_print is not None else "the data (the checkpoint does not record it)")
+    return differ
+
+
+def train_or_load(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfig,
+                  out_dir: str | Path, progress: bool = True, overwrite: bool = False,
+                  labels: torch.Tensor | None = None) -> TrainResult:
+    """Load out_dir/checkpoint.pt if it was made with this method, network, config and data; otherwise train (and
+    save) it.
+
+    A checkpoint of the same run (config.steps included) that stopped early is resumed. One of another run is never
+    overwritten silently: a ValueError says what differs, unless overwrite=True (then it is trained anew over it).
+    Lets a notebook reuse the model another notebook trained, and retrain when the recipe changed.
+    """
+    path = Path(out_dir) / "checkpoint.pt"
+    if not path.exists():
+        return train(method, net, data, config, out_dir=out_dir, progress=progress, labels=labels)
+    ckpt = load_checkpoint(path)
+    differ = _mismatch(ckpt, method, net, config, fingerprint(data))
+    if differ and not overwrite:
+        raise ValueError(f"{path} holds another run than the one asked for: {'; '.join(differ)} differ. Pass "
+                         f"overwrite=True to train this one over it, or choose another folder")
+    if differ:
+        return train(method, net, data, config, out_dir=out_dir, progress=progress, labels=labels)
+    if int(ckpt["step"]) < config.steps:           # the same run, interrupted: go on from where it stopped
+        return train(method, net, data, config, out_dir=out_dir, resume=path, progress=progress, labels=labels)
+    load_weights(net, ckpt["net"], path)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    load_weights(ema, ckpt["ema"], path)
+    device = pick_device(config.device)
+    return TrainResult(net=net.to(device), ema=ema.to(device), losses=list(ckpt["losses"]), step=int(ckpt["step"]))
 
 
 def step_flops(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_size: int) -> dict[str, int]:
@@ -250,9 +379,10 @@ def step_flops(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    x, t = method.perturb(large_batch[:batch_size], generator=torch.Generator().manual_seed(0))
+    y = large_batch[:batch_size]
+    x, t = method.perturb(y, generator=torch.Generator().manual_seed(0))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        method.target(x, t, large_batch)
+        method.target(x, t, Batch(large=large_batch, y=y))
     target = counter.get_total_flops()
     x_in, c = method.network_input(x, t)
     with FlopCounterMode(display=False) as counter:
@@ -260,96 +390,3 @@ def step_flops(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_
     net.zero_grad(set_to_none=True)
     network = counter.get_total_flops()
     return {"target": target, "network": network, "total": target + network}
-
-
-def save_checkpoint(path: str | Path, method: Method, net: nn.Module, ema: nn.Module,
-                    optimizer: torch.optim.Optimizer | None, generator: torch.Generator | None,
-                    losses: list, step: int, config: TrainConfig) -> Path:
-    """Write a checkpoint atomically: to a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, method=method.to_config(),
-                   network=dict(net.config), net=net.state_dict(), ema=ema.state_dict(),
-                   optimizer=optimizer.state_dict() if optimizer is not None else {},
-                   generator=generator.get_state() if generator is not None else torch.ByteTensor(),
-                   losses=[float(v) for v in losses], step=int(step), train_config=asdict(config))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint with torch.load(weights_only=True); refuse anything that is not ours."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupted, truncated, or a pickle with code in it
-        raise ValueError(f"{path} is not a readable pfgm-lite checkpoint ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a pfgm-lite checkpoint (missing format tag {CHECKPOINT_FORMAT!r})")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has checkpoint version {ckpt.get('version')!r}; this pfgm-lite reads "
-                         f"version {CHECKPOINT_VERSION}")
-    missing = {"method", "network", "net", "ema", "losses", "step"} - set(ckpt)
-    if missing:
-        raise ValueError(f"{path} is an incomplete pfgm-lite checkpoint: missing {sorted(missing)}")
-    return ckpt
-
-
-def load_weights(net: nn.Module, state: dict, path: str | Path) -> None:
-    """net.load_state_dict(state), with an error that says what to do when the layers do not match."""
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    given = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != given:
-        differ = sorted(k for k in expected.keys() | given.keys() if expected.get(k) != given.get(k))
-        raise ValueError(f"{path} holds weights for a different network layout ({len(differ)} tensors differ, "
-                         f"e.g. {differ[:3]}): it was probably made by an older pfgm-lite; retrain it with the "
-                         f"command that made it")
-    net.load_state_dict(state)
-
-
-def load_model(path: str | Path, device: str = "auto") -> tuple[Method, nn.Module, dict]:
-    """Method, EMA network (eval mode, on device) and the raw checkpoint dict from a checkpoint file or run folder."""
-    ckpt = load_checkpoint(path)
-    method = method_from_config(ckpt["method"])
-    net = build_network(ckpt["network"])
-    load_weights(net, ckpt["ema"], path)
-    return method, net.to(pick_device(device)).eval(), ckpt
-
-
-def train_or_load(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfig,
-                  out_dir: str | Path, progress: bool = True) -> TrainResult:
-    """Load out_dir/checkpoint.pt if it was made with this method and config; otherwise train (and save) it.
-
-    Lets a notebook reuse the model another notebook trained, and retrain when the recipe changed.
-    """
-    path = Path(out_dir) / "checkpoint.pt"
-    if path.exists():
-        ckpt = load_checkpoint(path)
-        same = (ckpt["method"] == method.to_config() and ckpt.get("train_config") == asdict(config)
-                and ckpt["network"] == dict(net.config) and int(ckpt["step"]) == config.steps)
-        if same:
-            load_weights(net, ckpt["net"], path)
-            ema = copy.deepcopy(net).requires_grad_(False)
-            load_weights(ema, ckpt["ema"], path)
-            device = pick_device(config.device)
-            return TrainResult(net=net.to(device), ema=ema.to(device), losses=list(ckpt["losses"]),
-                               step=int(ckpt["step"]))
-    return train(method, net, data, config, out_dir=out_dir, progress=progress)

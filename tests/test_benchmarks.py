@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pfgm_lite import recipes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,7 +64,7 @@ def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
     assert [r["sampler"] for r in model["rows"]] == ["euler 3", "heun 2"] and model["rows"][1]["nfe"] == 4
     assert all(math.isfinite(r["fid"]) and 0 <= r["confident"] <= 1 for r in model["rows"])
     failed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), "--n", "20",
-                             "--checkpoint", str(ROOT / "checkpoints" / "pfgm_digits_10min.pt"), "--rho", "5"],
+                             "--checkpoint", str(recipes.ten_minute_digits_path()), "--rho", "5"],
                             capture_output=True, text=True, timeout=300,
                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert failed.returncode == 2 and "sampler settings of EDM and PFGM++, the checkpoint holds pfgm" in failed.stderr

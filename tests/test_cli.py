@@ -1,4 +1,4 @@
-"""Facts about `python -m pfgm_lite` (pfgm_lite/__main__.py): help, a tiny train + sample run, --resume and
+"""Facts about `python -m pfgm_lite` (pfgm_lite/cli.py): help, a tiny train + sample run, --resume and
 --export, clear failures."""
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import sys
 import pytest
 import torch
 
+import pfgm_lite.cli as cli_mod
 import pfgm_lite.train as train_mod
 from pfgm_lite import recipes
-from pfgm_lite.__main__ import main
-from pfgm_lite.metrics import digit_split
-from pfgm_lite.train import load_checkpoint, load_model
+from pfgm_lite.checkpoint import load_checkpoint, load_model
+from pfgm_lite.cli import main
+from pfgm_lite.data import digit_split, sample_toy
 
 TINY = ["train", "--data", "moons", "--steps", "20", "--n-data", "500", "--batch-size", "16",
         "--large-batch-size", "64", "--device", "cpu"]
@@ -81,12 +82,12 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch):
                     p.add_(1.0)
         return real_train(method, net, data, config, **kwargs)
 
-    def save_then_crash(path, *args):
-        real_save(path, *args)
+    def save_then_crash(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
         if args[-2] == 10:   # the step
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod, "train", train_checkpointing_every_10)
+    monkeypatch.setattr(cli_mod, "train", train_checkpointing_every_10)
     torch.manual_seed(0)     # the same initial weights for both runs, however the CLI draws them
     assert main([*TINY, "--out", str(tmp_path / "straight")]) == 0
     monkeypatch.setattr(train_mod, "save_checkpoint", save_then_crash)
@@ -165,8 +166,10 @@ def test_digits_with_other_methods(tmp_path, method_args, config):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--data", "moons", "--method", "edm"], "--method edm is for --data digits"),
-    (["--data", "digits", "--method", "edm", "--emphasis", "0.5"], "--method edm is for --data digits, without"),
+    (["--data", "cifar10", "--method", "edm"], "--method edm is for the toy sets and --data digits, got --data cifar10"),
+    (["--data", "digits", "--method", "edm", "--emphasis", "0.5"], "--method edm is for --data digits and the toys, "
+                                                                     "without --recipe or --emphasis"),
+    (["--data", "moons", "--method", "pfgmpp", "--recipe", "paper"], "without --recipe or --emphasis"),
     (["--data", "digits", "--D", "8"], "--D 8 belongs to --method pfgmpp, got --method pfgm"),
 ])
 def test_method_flags_that_do_not_fit_fail_with_a_message(tmp_path, capsys, args, message):
@@ -229,3 +232,87 @@ def test_bad_train_settings_exit_2(tmp_path, capsys, args, message):
     args = [str(tmp_path / a) if a == "X" else a for a in args]
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+# --- what a new user tries: each refused before any work, or done -------------------------------------------------
+
+def must_not_train(*args, **kwargs):
+    raise AssertionError("training started although a setting was bad")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),          # an explicit 0 is not "the default"
+    (["--large-batch-size", "0"], "--large-batch-size must be >= 1, got 0"),
+    (["--n-data", "0"], "--n-data must be >= 1, got 0"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0, got -1"),
+    (["--ema-decay", "1"], "ema_decay must be in [0, 1), got 1.0"),
+])
+def test_bad_numbers_are_refused_before_any_work(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.setattr(cli_mod, "train", must_not_train)
+    assert main([*TINY, *args, "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["/proc/forbidden", "FILE/run"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys, monkeypatch, out):
+    (tmp_path / "FILE").write_text("a file where a folder should be")
+    monkeypatch.setattr(cli_mod, "train", must_not_train)
+    out = out.replace("FILE", str(tmp_path / "FILE"))
+    assert main([*TINY, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write into '{out}'") and "choose an output folder you can write to" in err
+    assert not (tmp_path / "FILE").is_dir()
+
+
+def test_the_write_check_leaves_no_folder_behind(tmp_path):
+    from pfgm_lite.checkpoint import check_writable_folder
+
+    check_writable_folder(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []          # it wrote and removed a probe, and the folders it made for it
+
+
+class Foreign:
+    """An arbitrary class: it pickles, and weights_only loading refuses to build it."""
+
+
+def test_a_foreign_file_is_refused_without_advice_to_load_it_unsafely(tmp_path, capsys):
+    torch.save({"object": Foreign()}, tmp_path / "pickle.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    for name in ("pickle.pt", "text.pt"):
+        assert main(["sample", "--run", str(tmp_path / name), "--out", str(tmp_path / "s.png")]) == 2
+        err = capsys.readouterr().err
+        assert "is not a readable pfgm-lite checkpoint" in err
+        # PyTorch's own message goes on to suggest weights_only=False, which would run the file's code
+        assert "weights_only" not in err and "2.6" not in err and "trust" not in err, err
+
+
+@pytest.mark.parametrize("method, build", [("edm", recipes.toy_edm), ("pfgmpp", recipes.toy_pfgmpp)])
+def test_every_method_trains_on_a_toy_set(tmp_path, method, build):
+    assert main([*TINY, "--method", method, "--out", str(tmp_path / "run")]) == 0
+    ckpt = load_checkpoint(tmp_path / "run")
+    data = sample_toy("moons", 500, torch.Generator().manual_seed(0))
+    assert ckpt["method"] == build(data).to_config()                     # the tuned toy settings, sigma_data = std
+    assert ckpt["network"]["extra"] == 0
+    assert ckpt["train_config"]["large_batch_size"] == 64                # given: kept
+    assert main([*TINY[:-4], "--method", method, "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
+    assert load_checkpoint(tmp_path / "b")["train_config"]["large_batch_size"] == 16   # default: the batch size
+    assert main(["sample", "--run", str(tmp_path / "run"), "--n", "50", "--solver", "heun", "--steps", "3",
+                 "--out", str(tmp_path / "s.png")]) == 0
+    assert torch.isfinite(torch.load(tmp_path / "s.pt", weights_only=True)).all()
+
+
+def test_ema_flags(tmp_path):
+    assert main([*TINY, "--ema-decay", "0.99", "--no-ema-warmup", "--out", str(tmp_path / "a")]) == 0
+    config = load_checkpoint(tmp_path / "a")["train_config"]
+    assert config["ema_decay"] == 0.99 and config["ema_warmup"] is False
+    assert main([*TINY, "--out", str(tmp_path / "b")]) == 0
+    assert load_checkpoint(tmp_path / "b")["train_config"]["ema_warmup"] is True
+
+
+def test_cifar10_recipe_runs_on_random_images_without_the_files(tmp_path):
+    # the GPU timing run of the README, shrunk for a CPU: CIFAR-10's U-Net and method on random 3x32x32 images
+    assert main(["train", "--data", "cifar10-random", "--steps", "2", "--batch-size", "4", "--large-batch-size", "8",
+                 "--device", "cpu", "--out", str(tmp_path / "run")]) == 0
+    ckpt = load_checkpoint(tmp_path / "run")
+    assert ckpt["network"] == recipes.cifar10_network().config and ckpt["method"] == recipes.cifar10_method().to_config()
+    assert ckpt["train_config"]["lr"] == recipes.cifar10_train_config().lr

@@ -4,8 +4,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pfgm_lite.data import (TOY_DATASETS, checkerboard, eight_gaussian_modes, eight_gaussians, ring, sample_toy,
-                            spiral, toy_names, two_moons)
+from pfgm_lite.data import (
+    TOY_DATASETS,
+    checkerboard,
+    eight_gaussian_modes,
+    eight_gaussians,
+    ring,
+    sample_toy,
+    spiral,
+    toy_names,
+    two_moons,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:

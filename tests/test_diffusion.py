@@ -10,11 +10,10 @@ import torch
 from scipy import stats
 
 from pfgm_lite import data, nets, sampling, train
-from pfgm_lite.diffusion import EDM, ancestral_sample, ddpm_alpha_bars
-from pfgm_lite.methods import PFGM, method_from_config
+from pfgm_lite.methods import EDM, PFGM, Batch, PFGMpp, method_from_config, sample_kernel_radius
 from pfgm_lite.perturb import hyperparameters_for
-from pfgm_lite.pfgmpp import PFGMpp, sample_kernel_radius
 from pfgm_lite.prior import prior_radius_cdf
+from pfgm_lite.sampling import ancestral_sample, ddpm_alpha_bars
 
 F64 = torch.float64
 
@@ -84,11 +83,11 @@ def test_edm_noising_has_variance_sigma_squared():
 
 
 def test_edm_target_and_denoiser_invert_each_other():
-    """F = target(x, sigma, y) gives D(x, sigma) = c_skip x + c_out F = y exactly (the preconditioning is consistent)."""
+    """F = target(x, sigma, Batch(y, y=y)) gives D(x, sigma) = c_skip x + c_out F = y exactly (the preconditioning is consistent)."""
     method = EDM((4,), sigma_data=0.7)
     y = torch.randn(64, 4, generator=gen(7), dtype=F64)
     x, sigma = method.perturb(y, gen(8))
-    target = method.target(x, sigma, y)
+    target = method.target(x, sigma, Batch(large=y, y=y))
     torch.testing.assert_close(method.denoise(target, x, sigma), y, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(method.velocity(target, x, sigma), x - y, rtol=1e-12, atol=1e-12)
     c_skip, c_out, c_in = method.preconditioning(torch.tensor([1e-3, 0.7, 80.0], dtype=F64))
@@ -184,6 +183,9 @@ def test_bad_settings_are_refused():
         PFGMpp((2,), D=0)
     with pytest.raises(ValueError, match="steps must be <= 1000"):
         ancestral_sample(EDM((2,)), lambda x, t: x, 4, steps=2000)
-    with pytest.raises(ValueError, match="batch must start with the 8 clean points that x was made from, got 4"):
-        EDM((2,)).target(torch.zeros(8, 2), torch.ones(8), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"the edm target needs batch.y, the clean points x was made from \(shape "
+                                         r"\(8, 2\)\), got shape \(4, 2\)"):
+        EDM((2,)).target(torch.zeros(8, 2), torch.ones(8), Batch(large=torch.zeros(8, 2), y=torch.zeros(4, 2)))
+    with pytest.raises(ValueError, match=r"the pfgmpp target needs batch.y, .*got none"):
+        PFGMpp((2,), D=4).target(torch.zeros(8, 2), torch.ones(8), Batch(large=torch.zeros(8, 2)))
     assert method_from_config(PFGMpp((1, 4, 4), D=64).to_config()).D == 64

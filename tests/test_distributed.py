@@ -5,6 +5,7 @@ target is the one-process target, any Method trains through the same path, bad s
 process waits for another. Also the precision switch, train.step_flops and the CIFAR-10 recipe of that section."""
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -18,16 +19,21 @@ import pytest
 import torch
 
 from pfgm_lite import distributed, recipes
-from pfgm_lite.__main__ import main
+from pfgm_lite.cli import main
 from pfgm_lite.data import sample_toy
-from pfgm_lite.diffusion import EDM
 from pfgm_lite.distributed import Parallel
-from pfgm_lite.methods import PFGM
+from pfgm_lite.methods import EDM, PFGM, Batch, PFGMpp
 from pfgm_lite.nets import MLP
 from pfgm_lite.perturb import hyperparameters_for
-from pfgm_lite.pfgmpp import PFGMpp
-from pfgm_lite.train import (TrainConfig, draw_large_batch, load_checkpoint, loss_on_batch, regression_pair,
-                             step_flops, train)
+from pfgm_lite.train import (
+    TrainConfig,
+    draw_large_batch,
+    load_checkpoint,
+    loss_on_batch,
+    regression_pair,
+    step_flops,
+    train,
+)
 
 EPS32 = torch.finfo(torch.float32).eps
 B, L, STEPS, LR = 32, 128, 8, 0.1
@@ -193,16 +199,20 @@ def _two_rank_checks(rank: int, port: int, folder: str) -> None:
     with distributed.process_group("gloo", "cpu") as parallel:
         assert parallel == Parallel(rank=rank, world_size=2, local_rank=rank, backend="gloo")
         cpu = torch.device("cpu")
+        labels = torch.arange(len(data)) % 3                     # class labels travel with their rows
         for method in methods:
             g_two, g_one = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-            large = draw_large_batch(data, L, g_two, cpu, parallel)
-            large_one = draw_large_batch(data, L, g_one, cpu)
+            large, large_labels = draw_large_batch(data, L, g_two, cpu, parallel, labels)
+            large_one, large_labels_one = draw_large_batch(data, L, g_one, cpu, labels=labels)
             assert torch.equal(large, large_one)                 # the gathered rows are the one-process B_L
+            assert torch.equal(large_labels, large_labels_one)   # and so are their labels
             shard = parallel.shard(B)
-            x, t, target = regression_pair(method, large, B, g_two, shard)
-            x_one, t_one, target_one = regression_pair(method, large_one, B, g_one)
+            x, t, target, shard_labels = regression_pair(method, large, B, g_two, shard, large_labels)
+            x_one, t_one, target_one, labels_one = regression_pair(method, large_one, B, g_one,
+                                                                   large_labels=large_labels_one)
             assert torch.equal(g_two.get_state(), g_one.get_state())   # the random stream does not depend on K
             assert torch.equal(x, x_one[shard]) and torch.equal(t, t_one[shard])
+            assert torch.equal(shard_labels, labels_one[shard])
             # the same arithmetic on the same numbers, but the matrix products see 16 rows instead of 32, and B_L
             # comes in another order (this rank's points first), which may order sums differently: allow 8 float32
             # ulps of the target's size; measured: equal
@@ -210,9 +220,10 @@ def _two_rank_checks(rank: int, port: int, folder: str) -> None:
             tol = 8 * EPS32 * scale
             assert (target - target_one[shard]).abs().max().item() <= tol, method.name
             # the two shortcuts the trainer avoids give other targets: PFGM from this rank's own rows of B_L only
-            # (no all_gather), EDM and PFGM++ on rank 1 from B_L in the one-process order (y of rank 0's points)
-            wrong = (method.target(x, t, large[parallel.shard(L)]) if isinstance(method, PFGM) else
-                     method.target(x, t, large) if rank == 1 else None)
+            # (no all_gather), EDM and PFGM++ on rank 1 from the clean points of rank 0's rows
+            wrong = (method.target(x, t, Batch(large=large[parallel.shard(L)])) if isinstance(method, PFGM) else
+                     method.target(x, t, Batch(large=large, y=large[: B // 2])) if rank == 1
+                     else None)
             if wrong is not None:
                 assert (wrong - target_one[shard]).abs().max().item() > 0.01 * scale, method.name
 
@@ -461,3 +472,105 @@ def test_cifar10_missing_files_say_how_to_get_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: CIFAR-10 is not under") and "--download" in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()   # nothing was fetched
+
+
+# --- nccl: every collective on the process's training device (a fake collective layer, no GPU needed) ----------
+
+@functools.cache
+def stand_in_gpu() -> torch.device:
+    """A device that is not the CPU and still computes, standing in for "the process's GPU": PyTorch's lazy-tensor
+    device (TorchScript backend, computed on the CPU when read). NCCL accepts tensors on the GPU only; what this test
+    asserts is that, under nccl, no collective of distributed.py is handed a tensor on any other device."""
+    import torch._lazy
+    import torch._lazy.ts_backend
+
+    torch._lazy.ts_backend.init()
+    return torch.device("lazy", 0)
+
+
+class FakeCollectives:
+    """torch.distributed's collectives between this process and one other rank that holds what this one holds: each
+    records the device of every tensor it is handed (inputs and outputs) and fills the outputs as two ranks would."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, torch.device]] = []
+
+    def all_gather(self, outputs, tensor, *args, **kwargs):
+        self.seen += [("all_gather in", tensor.device)] + [("all_gather out", t.device) for t in outputs]
+        for t in outputs:
+            t.copy_(tensor)
+
+    def all_reduce(self, tensor, *args, **kwargs):
+        self.seen.append(("all_reduce", tensor.device))
+        tensor.mul_(2)
+
+    def broadcast_object_list(self, objects, src=0, *args, **kwargs):
+        # Python objects: torch pickles them onto the current CUDA device itself (process_group sets it)
+        assert not any(isinstance(o, torch.Tensor) for o in objects)
+
+    def barrier(self, *args, **kwargs):
+        pass
+
+
+def collectives_called_in_distributed_py() -> set[str]:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(distributed))
+    return {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name) and node.value.id == "dist" and node.attr not in
+            ("is_available", "is_initialized", "get_world_size", "get_rank", "get_backend", "init_process_group",
+             "destroy_process_group", "is_nccl_available")}
+
+
+@pytest.fixture
+def fake_collectives(monkeypatch) -> FakeCollectives:
+    fake = FakeCollectives()
+    called = collectives_called_in_distributed_py()
+    # the fake covers every collective distributed.py calls: a new one without a fake fails here
+    assert called == {"all_gather", "all_reduce", "broadcast_object_list", "barrier"}, called
+    for name in called:
+        monkeypatch.setattr(torch.distributed, name, getattr(fake, name))
+    return fake
+
+
+@pytest.mark.parametrize("backend", ["nccl", "gloo"])
+def test_every_collective_runs_on_the_training_device_under_nccl(fake_collectives, backend):
+    gpu = stand_in_gpu()
+    parallel = Parallel(rank=0, world_size=2, local_rank=0, backend=backend)
+    data = sample_toy("moons", 64, torch.Generator().manual_seed(0))     # on the CPU, as a large data set stays
+    distributed.check_same_data(data, parallel, gpu)                      # the same data: no error
+    rows = distributed.gather_rows(data[:8], parallel, gpu)
+    mean = distributed.mean_over_processes(torch.tensor(3.0, device=gpu), parallel)
+    assert distributed.broadcast_from_main(lambda: "from rank 0", parallel) == "from rank 0"
+    distributed.barrier(parallel)
+    # the results come back where the caller wants them, with the values two ranks would give
+    assert rows.device == gpu and torch.equal(rows.cpu(), torch.cat([data[:8], data[:8]]))
+    assert mean.device == gpu and mean.item() == 3.0
+    where = {device for _, device in fake_collectives.seen}
+    assert len(fake_collectives.seen) >= 3 + 3 + 1     # check_same_data and gather_rows: 1 in + 2 out each; all_reduce
+    # nccl: every tensor of every collective on the training device (old code: check_same_data's on the CPU);
+    # gloo: on the CPU
+    assert where == ({gpu} if backend == "nccl" else {torch.device("cpu")}), fake_collectives.seen
+
+
+def test_train_hands_its_training_device_to_the_collectives(monkeypatch, fake_collectives):
+    """The functions above put their tensors where they are told; train() must tell them the training device (here
+    the CPU: the network itself cannot run on the stand-in device). DistributedDataParallel is replaced by the
+    module itself: it needs a process group, and it places its own collectives from device_ids."""
+    told = []
+    for name in ("check_same_data", "gather_rows"):
+        real = getattr(distributed, name)
+
+        def recording(*args, _real=real, _name=name, **kwargs):
+            told.append((_name, torch.device(args[2])))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(distributed, name, recording)
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, device_ids=None: module)
+    data = sample_toy("moons", 200, torch.Generator().manual_seed(0))
+    config = TrainConfig(steps=2, batch_size=8, large_batch_size=32, device="cpu")
+    train(EDM((2,)), MLP(2, extra=0, width=8, depth=1), data, config, progress=False,
+          parallel=Parallel(rank=0, world_size=2, backend="nccl"))
+    assert [name for name, _ in told] == ["check_same_data", "gather_rows", "gather_rows"]
+    assert {device for _, device in told} == {torch.device("cpu")}

@@ -9,8 +9,9 @@ import pytest
 import torch
 from scipy import linalg
 
-from pfgm_lite import exercises
+from pfgm_lite import methods
 from pfgm_lite.perturb import band_exponents
+from pfgm_lite.teaching import exercises
 
 
 def ball_volume_right(d):
@@ -92,18 +93,18 @@ def rule_log10(n_dims, mean_norm, sigma, tau):            # log10 where the rule
 
 def loss_right(method, net, large, batch_size, generator):
     x, z = method.perturb(large[:batch_size], generator)
-    v = method.target(x, z, large)
+    v = method.target(x, z, methods.Batch(large))
     return 0.5 * ((net(*method.network_input(x, z)) - v) ** 2).sum(dim=1).mean()
 
 
 def loss_mean_over_components(method, net, large, batch_size, generator):
     x, z = method.perturb(large[:batch_size], generator)
-    return 0.5 * ((net(*method.network_input(x, z)) - method.target(x, z, large)) ** 2).mean()
+    return 0.5 * ((net(*method.network_input(x, z)) - method.target(x, z, methods.Batch(large))) ** 2).mean()
 
 
 def loss_target_from_minibatch(method, net, large, batch_size, generator):
     x, z = method.perturb(large[:batch_size], generator)
-    v = method.target(x, z, large[:batch_size])            # the target needs the whole large batch
+    v = method.target(x, z, methods.Batch(large[:batch_size]))   # the target needs the whole large batch
     return 0.5 * ((net(*method.network_input(x, z)) - v) ** 2).sum(dim=1).mean()
 
 

@@ -10,7 +10,7 @@ import torch
 from pfgm_lite import physics
 from pfgm_lite.data import sample_toy
 from pfgm_lite.field import data_scaled_gamma, empirical_field, log_z_velocity_from_normalized, normalize_field
-from pfgm_lite.flows import augment
+from pfgm_lite.physics import augment
 
 F64 = torch.float64
 

@@ -178,3 +178,14 @@ def test_errors_name_the_argument():
         flows.project_to_plane(torch.tensor([[1.0, 2.0], [1.0, -0.5]]), 3.0)
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         flows.uniform_polar_angle_cdf(np.zeros(3), 0)
+
+
+def test_a_max_offset_that_keeps_almost_nothing_is_refused_at_once():
+    data = torch.zeros(4, 8)
+    # N = 8, z0 = 1: offsets shorter than 0.1 have probability I_u(4, 1/2), u = 0.01 / 1.01: ~1e-9; the redraws
+    # would not end (today they loop for ever), so it is an error before any draw
+    with pytest.raises(ValueError, match=r"max_offset = 0.1 keeps only .* of the offsets at z0 = 1 in N = 8 .* must "
+                                         r"keep at least 0.01"):
+        flows.flux_start_points(data, 10, 1.0, max_offset=0.1)
+    kept = flows.flux_start_points(data, 500, 1.0, generator=torch.Generator().manual_seed(0), max_offset=5.0)
+    assert kept.norm(dim=1).max() <= 5.0          # a max_offset that keeps most of the law still works

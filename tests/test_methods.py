@@ -10,7 +10,7 @@ import torch
 
 from pfgm_lite import data, nets, sampling, train
 from pfgm_lite.field import log_z_velocity_from_normalized
-from pfgm_lite.methods import PFGM, method_from_config
+from pfgm_lite.methods import PFGM, Batch, method_from_config
 from pfgm_lite.perturb import band_exponents, hyperparameter_rule, hyperparameters_for
 
 HP = hyperparameter_rule(16, 3.0)
@@ -76,7 +76,7 @@ def test_paper_rule_matches_the_exact_inversion_where_z_is_small_against_the_fie
     x = torch.tensor([[3.0, 0.0], [0.0, -2.5], [-2.0, 2.0]], dtype=torch.float64)   # ||E_hat_x|| ~ 2-3
     for z_value in (1e-3, 1e-2, 1e-1):
         z = torch.full((3,), z_value, dtype=torch.float64)
-        v = paper.target(x, z, y)
+        v = paper.target(x, z, Batch(large=y))
         exact = log_z_velocity_from_normalized(v[:, :2], z, 5.0)
         shifted = exact * (v[:, 2] / (v[:, 2] + 1e-5))[:, None]
         rel = ((paper.velocity(v, x, z) - shifted).norm(dim=1) / shifted.norm(dim=1)).max().item()
@@ -93,7 +93,7 @@ def test_exact_velocity_cap_never_binds_for_the_exact_field():
     z = torch.logspace(-3, 2, 400, dtype=torch.float64)
     x = 4 * torch.randn(400, 2, generator=gen(6), dtype=torch.float64) * torch.rand(400, 1, generator=gen(7),
                                                                                      dtype=torch.float64)
-    v = method.target(x, z, y)
+    v = method.target(x, z, Batch(large=y))
     uncapped = log_z_velocity_from_normalized(v[:, :2], z, method.gamma_at(x, z), max_ratio=1.0 - 1e-12)
     torch.testing.assert_close(method.velocity(v, x, z), uncapped, rtol=1e-9, atol=1e-12)
     # a prediction that claims a huge field (||v_x|| -> sqrt(N)) is capped at the bound
@@ -143,7 +143,8 @@ def test_emphasis_moves_training_points_into_the_band():
     assert abs(emphasized - (0.5 + 0.5 * band_share)) < 0.05
     # the regression target at a given point does not depend on how the point was drawn
     x, z = torch.randn(5, 16), torch.rand(5) + 0.1
-    torch.testing.assert_close(PFGM(HP, (16,), emphasis=0.5).target(x, z, y[:256]), PFGM(HP, (16,)).target(x, z, y[:256]))
+    batch = Batch(large=y[:256])
+    torch.testing.assert_close(PFGM(HP, (16,), emphasis=0.5).target(x, z, batch), PFGM(HP, (16,)).target(x, z, batch))
 
 
 def test_bad_options_are_refused():
@@ -159,7 +160,7 @@ def test_bad_options_are_refused():
         PFGM(HP, (16,), z_velocity="network")
     with pytest.raises(ValueError, match="z_exp must be finite and >= 0, got -1"):
         PFGM(HP, (16,), z_exp=-1)
-    with pytest.raises(ValueError, match="unknown method 'ddpm' in config; known: 'pfgm', 'pfgmpp', 'edm'"):
+    with pytest.raises(ValueError, match="unknown method 'ddpm' in config; known: 'edm', 'pfgm', 'pfgmpp'"):
         method_from_config(dict(name="ddpm"))
 
 

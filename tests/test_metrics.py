@@ -146,3 +146,11 @@ def test_errors():
         nearest_mode_rms(a, torch.randn(8, 3))
     with pytest.raises(ValueError, match="n_projections must be >= 1, got 0"):
         sliced_wasserstein(a, a, n_projections=0)
+
+
+def test_mmd_needs_two_samples_a_side():
+    a = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    for x, y in ((a[:1], a), (a, a[:1])):
+        with pytest.raises(ValueError, match=r"a and b need at least 2 samples each, got [15] and [15]"):
+            mmd_rbf(x, y)
+    assert math.isfinite(mmd_rbf(a[:2], a[2:4]))

@@ -7,8 +7,14 @@ import pytest
 import torch
 from scipy import stats
 
-from pfgm_lite.perturb import (PFGMHyperparameters, band_exponents, hyperparameter_rule, hyperparameters_for,
-                               mean_data_norm, perturb)
+from pfgm_lite.perturb import (
+    PFGMHyperparameters,
+    band_exponents,
+    hyperparameter_rule,
+    hyperparameters_for,
+    mean_data_norm,
+    perturb,
+)
 
 F64 = torch.float64
 M, SIGMA, TAU = 200, 0.01, 0.03

@@ -13,7 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from scipy import integrate  # noqa: E402
 
-from pfgm_lite import flows, plotting  # noqa: E402
+from pfgm_lite import flows  # noqa: E402
+from pfgm_lite.teaching import plotting  # noqa: E402
 
 
 @pytest.fixture

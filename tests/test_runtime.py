@@ -106,3 +106,34 @@ def test_seed_everything_turns_deterministic_algorithms_on_without_importing_ind
 def test_seed_everything_rejects_a_bad_seed():
     with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
         runtime.seed_everything(-1)
+
+
+def test_importing_the_package_leaves_malloc_alone():
+    """return_freed_memory changes glibc for the whole process: only an explicit call (the notebooks' first cell)
+    may make it. A fresh interpreter records every C-library call of mallopt while importing all of pfgm_lite."""
+    import subprocess
+    import sys
+
+    code = """
+import ctypes, importlib, pkgutil
+calls = []
+real = ctypes.CDLL
+class Recording:
+    def __init__(self, *a, **k): self._lib = real(*a, **k)
+    def __getattr__(self, name):
+        if name == "mallopt": calls.append(name)
+        return getattr(self._lib, name)
+ctypes.CDLL = Recording
+import pfgm_lite
+for m in pkgutil.walk_packages(pfgm_lite.__path__, "pfgm_lite."):
+    if m.name not in ("pfgm_lite.__main__", "pfgm_lite.student"):
+        importlib.import_module(m.name)
+print("imports", len(calls))
+from pfgm_lite.runtime import return_freed_memory
+return_freed_memory()
+print("explicit", len(calls))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    # nothing on import; the explicit call is seen, so the recorder would have seen one at import too
+    assert out.stdout.split() == ["imports", "0", "explicit", "1"], out.stdout

@@ -10,7 +10,7 @@ import torch
 
 from pfgm_lite import physics, sampling
 from pfgm_lite.data import sample_toy
-from pfgm_lite.methods import PFGM
+from pfgm_lite.methods import PFGM, Batch
 from pfgm_lite.nets import MLP
 from pfgm_lite.perturb import hyperparameter_rule, hyperparameters_for
 
@@ -52,7 +52,7 @@ class ExactFieldNet(torch.nn.Module):
 
     def forward(self, x_in, c):
         z = torch.exp(c)
-        return self.method.target(x_in / self.method.input_scale(z)[:, None], z, self.data)
+        return self.method.target(x_in / self.method.input_scale(z)[:, None], z, Batch(large=self.data))
 
 
 def log_flux_density(x, data, height):
@@ -230,6 +230,48 @@ def test_hutchinson_is_exact_in_one_dimension():
     torch.testing.assert_close(hutch, exact, rtol=0, atol=1e-4)
 
 
+def test_hutchinson_estimates_the_trace_not_the_sum_of_the_jacobian():
+    # g = A x in 3-D with a non-symmetric A: the divergence is tr A = 1 at every point; a wrong estimator that
+    # multiplies by the all-ones vector instead of the probe gives sum A = 7, and one that forgets a probe factor
+    # gives sum_j (A v)_j. Rademacher probes: v^T A v = tr A + sum_{i != j} A_ij v_i v_j, variance
+    # sum_{i < j} (A_ij + A_ji)^2 = 13.
+    A = torch.tensor([[1.0, 2.0, 0.0], [-1.0, 3.0, 1.0], [2.0, 2.0, -3.0]], dtype=F64)
+    n = 4000
+    x = torch.randn(n, 3, generator=gen(10), dtype=F64).requires_grad_(True)
+    g = x @ A.T
+    probe = (torch.randint(0, 2, (n, 3), generator=gen(11)) * 2 - 1).to(F64)
+    estimate = sampling.divergence(g, x, probe)
+    se = math.sqrt(13 / n)                                                  # 0.057
+    assert abs(estimate.mean().item() - 1.0) < 3 * se
+    assert abs(estimate.var().item() - 13) < 0.15 * 13                     # the variance of the estimator, too
+    ones = sampling.divergence(x @ A.T, x, torch.ones(n, 3, dtype=F64))     # the "sum of the Jacobian" bug
+    assert abs(ones.mean().item() - 7.0) < 1e-12 and abs(ones.mean().item() - 1.0) > 3 * se
+    exact = sampling.divergence(x @ A.T, x)
+    torch.testing.assert_close(exact, torch.full((n,), 1.0, dtype=F64), rtol=0, atol=1e-12)
+
+
+def test_log_likelihood_picks_the_divergence_by_dimension(monkeypatch):
+    # exact up to EXACT_DIVERGENCE_MAX_DIM dimensions (N backward passes), Hutchinson above (one): counted
+    passes = {}
+    real = sampling.likelihood.divergence
+
+    def counting(g, x, probe=None):
+        passes[g.shape[1]] = "exact" if probe is None else "hutchinson"
+        return real(g, x, probe)
+
+    monkeypatch.setattr(sampling.likelihood, "divergence", counting)
+    for dim in (2, sampling.EXACT_DIVERGENCE_MAX_DIM, sampling.EXACT_DIVERGENCE_MAX_DIM + 1):
+        data = torch.randn(30, dim, generator=gen(12))
+        hp = dataclasses.replace(hyperparameters_for(data), z_min=0.5)
+        method = PFGM(hp, (dim,))
+        net = MLP(dim, width=8, depth=1)
+        was = net.train()
+        sampling.log_likelihood(method, net, data[:3], hp.z_max, lambda end: physics.log_poisson_kernel(end, hp.z_max),
+                                rtol=1e-2, atol=1e-2)
+        assert was.training                                               # the network's mode is put back
+    assert passes == {2: "exact", 16: "exact", 17: "hutchinson"}
+
+
 def test_log_likelihood_integrates_to_the_prior_mass_of_the_box_image():
     # A fixed (untrained) 2D network defines a flow map T from the plane z = t_min to z = z_max, and
     # p(x) = prior(T(x)) |det dT|. Over a box the integral of p is the prior mass of T(box); the prior is a 2D
@@ -278,7 +320,7 @@ def test_rk45_end_point_is_solve_ivps_bit_for_bit(toy, monkeypatch):
             seen.update(fun=fun, y0=y0.copy(), options=options)
             super().__init__(fun, t0, y0, t_bound, **options)
 
-    monkeypatch.setattr(sampling, "RK45", Spy)
+    monkeypatch.setattr(sampling.ode, "RK45", Spy)
     x0, z0 = method.sample_prior(16, generator=gen(3))
     res = sampling.integrate(method, method.exact_predictor(data), x0.double(), z0.double(), 1e-3, solver="rk45")
     reference = solve_ivp(seen["fun"], (0.0, 1.0), seen["y0"], method="RK45", **seen["options"])
@@ -286,3 +328,39 @@ def test_rk45_end_point_is_solve_ivps_bit_for_bit(toy, monkeypatch):
     assert torch.equal(res.x.reshape(-1), torch.from_numpy(reference.y[:, -1]))
     # one step less is a different point: the comparison can fail
     assert not torch.equal(res.x.reshape(-1), torch.from_numpy(reference.y[:, -2]))
+
+
+# --- a time variable that runs linearly down to 0 (flow matching's) --------------------------------------------
+
+class LinearTime(PFGM):
+    """A method whose velocity is dx/dt (time "linear") and whose time may reach 0: here dx/dt = 2 t a, a the
+    prediction, so from t = 1 to t = 0 the exact flow moves x by -a (the integral of 2 t from 1 to 0 is -1)."""
+
+    name = "test-linear-time"
+    time = "linear"
+
+    def velocity(self, prediction, x, t):
+        return 2 * t[:, None] * prediction[:, : self.N]
+
+
+def test_a_linear_time_runs_down_to_zero_with_the_solvers_own_errors():
+    hp = hyperparameter_rule(2, 1.0)
+    method = LinearTime(hp, (2,))
+    a = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=F64)
+    x1 = torch.tensor([[0.1, 0.2], [-1.0, 0.0]], dtype=F64)
+    predict, calls = counting(lambda x, t: torch.cat([a, torch.zeros(2, 1, dtype=F64)], 1))
+    exact = x1 - a
+    # Heun is the trapezoid rule in t: exact for a velocity linear in t; Euler on equal steps h = 1/n misses by
+    # h * a (each step takes the velocity at the step's start, t_k = 1 - k h: sum_k 2 t_k h = 1 + h)
+    heun = sampling.integrate(method, predict, x1, 1.0, 0.0, solver="heun", steps=4).x
+    torch.testing.assert_close(heun, exact, rtol=0, atol=1e-15)
+    euler = sampling.integrate(method, predict, x1, 1.0, 0.0, solver="euler", steps=8).x
+    torch.testing.assert_close(euler, exact - a / 8, rtol=0, atol=1e-15)
+    rk45 = sampling.integrate(method, predict, x1, 1.0, 0.0, solver="rk45", rtol=1e-10, atol=1e-10).x
+    torch.testing.assert_close(rk45, exact, rtol=0, atol=1e-7)
+    # the same ODE on a rho grid (t = (1 - u)^rho): other points of the same flow, the same end
+    on_rho = sampling.integrate(method, predict, x1, 1.0, 0.0, solver="rk45", rho=3.0, rtol=1e-10, atol=1e-10).x
+    torch.testing.assert_close(on_rho, exact, rtol=0, atol=1e-7)
+    # and read as a "log" time (velocity = dx/d ln t) it is another ODE, which cannot even reach t = 0
+    with pytest.raises(ValueError, match="t1 must be finite and > 0, got 0.0"):
+        sampling.integrate(PFGM(hp, (2,)), predict, x1, 1.0, 0.0)

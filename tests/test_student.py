@@ -1,4 +1,4 @@
-"""The student edition (pfgm_lite/student.py, `make student`): solutions become stubs, nothing else changes, a check
+"""The student edition (pfgm_lite/teaching/student.py, `make student`): solutions become stubs, nothing else changes, a check
 on a stub says "not implemented yet", and every student notebook runs top to bottom up to its first stub."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 from nbclient import NotebookClient
 from scipy import stats
 
-from pfgm_lite import exercises, student
+from pfgm_lite.teaching import exercises, student
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

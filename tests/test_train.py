@@ -8,19 +8,29 @@ import os
 import pickle
 import shutil
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+import pfgm_lite
 import pfgm_lite.train as train_mod
-from pfgm_lite.data import sample_toy
-from pfgm_lite.methods import PFGM
+from pfgm_lite.data import fingerprint, sample_toy
+from pfgm_lite.methods import PFGM, Batch
 from pfgm_lite.nets import MLP
 from pfgm_lite.perturb import hyperparameters_for
-from pfgm_lite.train import (TrainConfig, load_checkpoint, load_model, loss_on_batch, save_checkpoint, train,
-                             train_or_load)
+from pfgm_lite.train import (
+    TrainConfig,
+    ema_share_of_initial_weights,
+    load_checkpoint,
+    load_model,
+    loss_on_batch,
+    save_checkpoint,
+    train,
+    train_or_load,
+)
 
 SMALL = dict(steps=40, batch_size=32, large_batch_size=128, warmup=5, device="cpu")
 EPS32 = torch.finfo(torch.float32).eps
@@ -79,7 +89,7 @@ def test_loss_on_batch_is_half_squared_error_of_the_target():
     large = data[:128]
     loss = loss_on_batch(method, net, large, 32, gen(3))
     x, z = method.perturb(large[:32], generator=gen(3))
-    target = method.target(x, z, large)
+    target = method.target(x, z, Batch(large=large))
     expected = 0.5 * ((net(*method.network_input(x, z)) - target) ** 2).sum(1).mean()
     torch.testing.assert_close(loss, expected)   # the same float32 operations on the same inputs
 
@@ -101,29 +111,66 @@ def test_ema_is_the_exponential_average_of_the_raw_weights():
                    callback=lambda step, losses: raw.append(flat_weights(net)))
     assert len(raw) == steps + 1
 
-    def average(weight_of_new: float) -> torch.Tensor:   # e_0 = w_0, e_k = (1 - a) e_{k-1} + a w_k, in float64
+    def average(decays) -> torch.Tensor:   # e_0 = w_0, e_{k+1} = d_k e_k + (1 - d_k) w_{k+1}, in float64
         e = raw[0]
-        for w in raw[1:]:
-            e = (1 - weight_of_new) * e + weight_of_new * w
+        for d, w in zip(decays, raw[1:]):
+            e = d * e + (1 - d) * w
         return e
 
-    expected = average(1 - decay)
+    warmed = [min(decay, (1 + k) / (10 + k)) for k in range(steps)]      # the warm-up: 0.1, 0.18, ... , 0.59
+    assert [config.ema_decay_at(k) for k in range(steps)] == warmed
+    expected = average(warmed)
     # the trainer's float32 lerp rounds each step by ~2 eps32 |w|; summed over the steps
     tol = 2 * steps * EPS32 * torch.stack(raw).abs().max().item()
 
-    def is_the_ema(candidate: torch.Tensor) -> bool:
-        return (candidate - expected).abs().max().item() <= tol
+    def is_the_ema(candidate: torch.Tensor, reference: torch.Tensor = expected) -> bool:
+        return (candidate - reference).abs().max().item() <= tol
 
     assert is_the_ema(flat_weights(result.ema))
-    # the check rejects the plausible wrong EMAs: never updated, a copy of the net, decay and 1 - decay swapped
-    # (measured: the trainer's EMA is 3e-8 from the recursion, tol = 1.2e-6; the wrong ones are 1.3e-2 to 5.5e-2 off)
-    for wrong in (raw[0], raw[-1], average(decay)):
+    # the check rejects the plausible wrong EMAs: never updated, a copy of the net, a fixed decay (no warm-up),
+    # decay and 1 - decay swapped
+    for wrong in (raw[0], raw[-1], average([decay] * steps), average([1 - d for d in warmed])):
         assert not is_the_ema(wrong)
+    # without the warm-up the decay is the same at every step
+    raw.clear()
+    net = small_net(width=8)
+    raw.append(flat_weights(net))
+    fixed = train(method, net, data, replace(config, ema_warmup=False), progress=False, callback_every=1,
+                  callback=lambda step, losses: raw.append(flat_weights(net)))
+    assert is_the_ema(flat_weights(fixed.ema), average([decay] * steps))
+
+
+def test_ema_warmup_leaves_nothing_of_the_initial_weights():
+    """Measured, not computed: every optimizer step sets the raw weights to 0, so the EMA at the end is s * w_0 and s,
+    the share of the initial weights w_0, is read off the EMA."""
+    method, data = moons(500)
+    steps = 500                                       # the README's --steps 2000 keeps 0.999^2000 = 13.5%
+    zero = register_optimizer_step_post_hook(
+        lambda optimizer, args, kwargs: [p.data.zero_() for g in optimizer.param_groups for p in g["params"]])
+
+    def measured_share(config: TrainConfig) -> float:
+        net = small_net(width=8)
+        w0 = flat_weights(net)
+        ema = flat_weights(train(method, net, data, config, progress=False).ema)
+        return ((ema @ w0) / (w0 @ w0)).item()
+
+    try:
+        old = TrainConfig(**{**SMALL, "steps": steps, "ema_warmup": False})
+        new = TrainConfig(**{**SMALL, "steps": steps})
+        without, with_warmup = measured_share(old), measured_share(new)
+    finally:
+        zero.remove()
+    # without the warm-up 0.999^500 = 61% of the EMA is the random initialisation (the measurement sees it, to
+    # float32 rounding of 500 lerps); with it prod_k (1 + k) / (10 + k) = 9! 500! / 509! ~ 2e-19, i.e. nothing
+    assert math.isclose(without, 0.999**steps, rel_tol=1e-4) and math.isclose(
+        ema_share_of_initial_weights(old), 0.999**steps, rel_tol=1e-12)
+    assert abs(with_warmup) < 1e-6 and ema_share_of_initial_weights(new) < 1e-18
+    assert ema_share_of_initial_weights(TrainConfig()) < 1e-20   # the README's 2000 steps: 9! 2000! / 2009! = 7e-25
 
 
 def test_ema_lags_the_net_and_decay_zero_is_the_net():
     method, data = moons(500)
-    config = TrainConfig(**{**SMALL, "steps": 20})
+    config = TrainConfig(**{**SMALL, "steps": 20, "ema_warmup": False})
     slow = train(method, small_net(width=8), data, config, progress=False)   # ema_decay = 0.999
     # 20 Adam steps of up to lr = 1e-3 move a weight by up to ~2e-2; the 0.999-EMA keeps 98% of the start
     assert (flat_weights(slow.ema) - flat_weights(slow.net)).abs().max() > 1e-3   # measured 1.1e-2
@@ -209,8 +256,8 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
 
     real_save = train_mod.save_checkpoint
 
-    def save_then_crash(path, method, net, ema, optimizer, generator, losses, step, config):
-        real_save(path, method, net, ema, optimizer, generator, losses, step, config)
+    def save_then_crash(path, method, net, ema, optimizer, generator, losses, step, config, **kwargs):
+        real_save(path, method, net, ema, optimizer, generator, losses, step, config, **kwargs)
         if step == 20:
             raise KeyboardInterrupt  # the run dies right after its step-20 checkpoint
 
@@ -320,18 +367,53 @@ def test_train_or_load_reuses_a_matching_checkpoint(tmp_path, monkeypatch):
     for a, b in [(again.net, first.net), (again.ema, first.ema)]:
         assert torch.equal(flat_weights(a), flat_weights(b))
 
-    # another config, method or network: trained anew (each case starts from a copy of the same checkpoint)
-    changes = {"config": (method, small_net(), TrainConfig(**{**short, "lr": 2e-3})),
-               "method": (PFGM(method.hp, (2,), gamma=5.0), small_net(), config),
-               "network": (method, small_net(width=16), config),
-               "steps": (method, small_net(), TrainConfig(**{**short, "steps": 11}))}
-    for name, (m, net, cfg) in changes.items():
+    # another config, method, network, step count or data set: never overwritten silently; trained anew over it only
+    # with overwrite=True (each case starts from a copy of the same checkpoint)
+    changes = {"config": (method, small_net(), TrainConfig(**{**short, "lr": 2e-3}), data),
+               "method": (PFGM(method.hp, (2,), gamma=5.0), small_net(), config, data),
+               "network": (method, small_net(width=16), config, data),
+               "steps": (method, small_net(), TrainConfig(**{**short, "steps": 11}), data),
+               "data": (method, small_net(), config, sample_toy("moons", 500, gen(1)))}
+    messages = {"config": r"the training settings \(lr: 0.001 there, 0.002 now\)", "method": "the method",
+                "network": "the network", "steps": r"steps: 10 there, 11 now", "data": "the data"}
+    for name, (m, net, cfg, d) in changes.items():
         (tmp_path / name).mkdir()
         shutil.copy(tmp_path / "run" / "checkpoint.pt", tmp_path / name / "checkpoint.pt")
         before = len(calls)
-        result = train_or_load(m, net, data, cfg, tmp_path / name, progress=False)
+        with pytest.raises(ValueError, match=rf"holds another run than the one asked for: .*{messages[name]}"):
+            train_or_load(m, net, d, cfg, tmp_path / name, progress=False)
+        assert len(calls) == before and load_checkpoint(tmp_path / name)["losses"] == first.losses   # untouched
+        result = train_or_load(m, net, d, cfg, tmp_path / name, progress=False, overwrite=True)
         assert len(calls) == before + 1, f"a changed {name} must retrain"
         assert result.step == cfg.steps and load_checkpoint(tmp_path / name)["train_config"]["lr"] == cfg.lr
+
+
+def test_train_or_load_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    method, data = moons(500)
+    config = TrainConfig(**{**SMALL, "steps": 12, "checkpoint_every": 6})
+    straight = train(method, small_net(), data, config, progress=False)
+    real_save = train_mod.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt                 # dies right after its first checkpoint, at step 6
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_load(method, small_net(), data, config, tmp_path, progress=False)
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path)["step"] == 6
+    resumed = train_or_load(method, small_net(seed=5), data, config, tmp_path, progress=False)
+    assert resumed.step == 12 and resumed.losses == straight.losses
+    assert torch.equal(flat_weights(resumed.ema), flat_weights(straight.ema))
+
+
+def test_checkpoint_records_the_data_and_what_wrote_it(tmp_path):
+    method, data = moons(500)
+    train(method, small_net(), data, TrainConfig(**{**SMALL, "steps": 2}), out_dir=tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["data"] == fingerprint(data) and ckpt["data"] != fingerprint(data.flip(0))
+    assert ckpt["pfgm_lite_version"] == pfgm_lite.__version__ and ckpt["torch_version"] == str(torch.__version__)
 
 
 # --- divergence -----------------------------------------------------------------------------
@@ -406,3 +488,89 @@ def test_resume_with_other_training_settings_is_refused(tmp_path):
     longer = TrainConfig(**{**SMALL, "steps": SMALL["steps"] + 2})
     result = train(method, small_net(), data, longer, resume=tmp_path / "checkpoint.pt", progress=False)
     assert result.step == SMALL["steps"] + 2
+
+
+# --- bad input to train(): refused before the first step ------------------------------------------------------------
+
+class OwnNet(torch.nn.Module):
+    """A reader's own network: it trains, but has no `config` a checkpoint could rebuild it from."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2 + 1, 3)
+
+    def forward(self, x, c):
+        return self.layer(torch.cat([x, c[:, None]], dim=1))
+
+
+def test_a_network_that_cannot_be_saved_fails_before_training(tmp_path):
+    method, data = moons(500)
+    steps = []
+    with pytest.raises(TypeError, match="a checkpoint rebuilds the network from its `config` dict .* this OwnNet has "
+                                        "none: train it without out_dir"):
+        train(method, OwnNet(), data, TrainConfig(**SMALL), out_dir=tmp_path / "run", progress=False,
+              callback=lambda step, losses: steps.append(step), callback_every=1)
+    assert steps == [] and not (tmp_path / "run").exists()
+    assert train(method, OwnNet(), data, TrainConfig(**{**SMALL, "steps": 3}), progress=False).step == 3   # no out_dir
+
+
+def test_bad_callback_every_and_unwritable_out_dir(tmp_path):
+    method, data = moons(500)
+    with pytest.raises(ValueError, match="callback_every must be >= 1, got 0"):
+        train(method, small_net(), data, TrainConfig(**SMALL), progress=False, callback=print, callback_every=0)
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(OSError, match="cannot write into .*file/run"):
+        train(method, small_net(), data, TrainConfig(**SMALL), out_dir=tmp_path / "file" / "run", progress=False)
+
+
+class LabelledNet(MLP):
+    """A class-conditional MLP for the plumbing tests: adds a learned offset per class; records the labels it gets."""
+
+    num_classes = 3
+
+    def __init__(self):
+        super().__init__(2, width=16, depth=1)
+        self.offset = torch.nn.Embedding(self.num_classes, 3)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, c, labels):
+        self.seen.append(labels)
+        return super().forward(x, c) + self.offset(labels)
+
+
+def test_labels_travel_with_their_points():
+    method, data = moons(500)
+    labels = (data[:, 0] > 0).long() + (data[:, 1] > 0).long()     # a label that is a function of the point
+    seen = []
+
+    class Recorder(PFGM):
+        def target(self, x, t, batch):
+            seen.append(batch)
+            return super().target(x, t, batch)
+
+    recorder = Recorder(method.hp, (2,))
+    torch.manual_seed(0)
+    net = LabelledNet()
+    result = train(recorder, net, data, TrainConfig(**{**SMALL, "steps": 4}), progress=False, labels=labels)
+    assert result.step == 4 and len(seen) == 4 and len(net.seen) == 4
+    for batch, given in zip(seen, net.seen):
+        rule = lambda y: (y[:, 0] > 0).long() + (y[:, 1] > 0).long()  # noqa: E731
+        assert torch.equal(batch.labels, rule(batch.y)) and torch.equal(batch.large_labels, rule(batch.large))
+        assert torch.equal(given, batch.labels)                  # the network gets the labels of its rows
+    x = torch.randn(5, 2)
+    one_class = method.predictor(net, labels=torch.full((5,), 2))(x, torch.full((5,), 0.5))
+    other = method.predictor(net, labels=torch.zeros(5, dtype=torch.long))(x, torch.full((5,), 0.5))
+    assert not torch.equal(one_class, other)                       # the label reaches the prediction
+
+
+@pytest.mark.parametrize("labels, net, error, message", [
+    (torch.zeros(500, dtype=torch.long), None, ValueError, "labels were given, but this MLP takes none"),
+    (torch.zeros(500), "labelled", TypeError, "labels must be an integer tensor, got torch.float32"),
+    (torch.zeros(499, dtype=torch.long), "labelled", ValueError, r"labels must have shape \(500,\), one per data point"),
+    (torch.full((500,), 3), "labelled", ValueError, r"labels must lie in \[0, 3\) for a network of 3 classes, got 3 "),
+])
+def test_bad_labels(labels, net, error, message):
+    method, data = moons(500)
+    with pytest.raises(error, match=message):
+        train(method, LabelledNet() if net else small_net(), data, TrainConfig(**SMALL), progress=False,
+              labels=labels)

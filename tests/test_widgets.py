@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from pfgm_lite import widgets  # noqa: E402
+from pfgm_lite.teaching import widgets  # noqa: E402
 
 
 def test_parse_charges():

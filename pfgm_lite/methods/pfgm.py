@@ -1,94 +1,17 @@
-"""The small interface that the one trainer and the one ODE sampler are written against, and PFGM.
-
-A method says (shapes: data (B, *shape), N = numel of shape):
-  perturb(y, generator) -> x, t         push data off the data manifold; t (B,) is the method's scale
-                                         (z for PFGM, sigma for diffusion, r for PFGM++)
-  target(x, t, batch)   -> (B, K)       what the network regresses at (x, t), K = N + extra_outputs
-  network_input(x, t)   -> x_in, c      what the network sees (preconditioned x, condition c = log t)
-  sample_prior(n, gen)  -> x, t0        where the backward ODE starts (t0 (n,) may differ per sample)
-  velocity(pred, x, t)  -> (B, *shape)  dx/d(log t), the ODE the sampler integrates from t0 down to t_min
-The trainer minimises 1/2 ||net(network_input(x, t)) - target||^2; the sampler integrates velocity.
-"""
+"""PFGM (Xu et al. 2022) as a Method: the normalized Poisson field of a large batch, learned and integrated in log z."""
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
-from torch import nn
 
-from .checks import check_int, check_positive, check_tensor
-from .field import data_scaled_gamma, empirical_field, log_z_velocity_from_normalized, normalize_field
-from .perturb import PFGMHyperparameters, band_exponents, perturb
-from .prior import CLIP_MODES, sample_prior
+from ..checks import batch_view, check_positive
+from ..field import data_scaled_gamma, empirical_field, log_z_velocity_from_normalized, normalize_field
+from ..perturb import PFGMHyperparameters, band_exponents, perturb
+from ..prior import CLIP_MODES, sample_prior
+from .base import Batch, Method
 
-Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Z_VELOCITIES = ("exact", "paper")
-
-
-class Method:
-    """Base class: what a generative method must tell the shared trainer and sampler (see module doc)."""
-
-    name = "method"
-    extra_outputs = 0
-    t_min = 1e-3
-    rho: float | None = None     # sampler's time grid: None = equal steps in log t; a number = EDM's t^(1/rho) grid
-
-    def __init__(self, data_shape: tuple[int, ...]):
-        self.data_shape = tuple(int(s) for s in data_shape)
-        self.N = int(math.prod(self.data_shape))
-
-    def check_data(self, name: str, y: torch.Tensor) -> torch.Tensor:
-        """Raise a clear error unless y has shape (B, *data_shape)."""
-        check_tensor(name, y)
-        if tuple(y.shape[1:]) != self.data_shape:
-            raise ValueError(f"{name} must have shape (B, {', '.join(map(str, self.data_shape))}) for this "
-                             f"{self.name} model, got {tuple(y.shape)}")
-        return y
-
-    def perturb(self, y: torch.Tensor, generator: torch.Generator | None = None):
-        raise NotImplementedError
-
-    def target(self, x: torch.Tensor, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def network_input(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def sample_prior(self, n: int, generator: torch.Generator | None = None):
-        raise NotImplementedError
-
-    def velocity(self, prediction: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def to_config(self) -> dict:
-        raise NotImplementedError
-
-    def predictor(self, net: nn.Module, batch_size: int | None = None) -> Predictor:
-        """(x, t) -> network prediction, in eval mode without gradients, on the network's device.
-
-        batch_size: evaluate at most this many samples at a time (None: all at once). The result is the same; the
-        peak memory of a convolutional network's activations drops by about batch / batch_size (the digits U-Net
-        holds ~230 MB of activations for 300 images at once).
-        """
-        device = next(net.parameters()).device
-        if batch_size is not None:
-            check_int("batch_size", batch_size)
-
-        def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            net.eval()
-            with torch.no_grad():
-                if batch_size is None or x.shape[0] <= batch_size:
-                    return net(*self.network_input(x.to(device), t.to(device)))
-                return torch.cat([net(*self.network_input(xc.to(device), tc.to(device)))
-                                  for xc, tc in zip(x.split(batch_size), t.split(batch_size))])
-
-        return predict
-
-    def exact_predictor(self, data: torch.Tensor) -> Predictor:
-        """(x, t) -> the regression target computed from the whole dataset (no network: the 'perfect' model)."""
-        self.check_data("data", data)
-        return lambda x, t: self.target(x, t, data.to(x.device))
 
 
 class PFGM(Method):
@@ -138,7 +61,7 @@ class PFGM(Method):
         self.t_min = hp.z_min
 
     @classmethod
-    def paper(cls, hp: PFGMHyperparameters, data_shape: tuple[int, ...], z_exp: float = 5.0) -> "PFGM":
+    def paper(cls, hp: PFGMHyperparameters, data_shape: tuple[int, ...], z_exp: float = 5.0) -> PFGM:
         """The official recipe: gamma = 5, raw inputs, restrict_M, radius clipping, and the official sampler's
         z-velocity (v_z substituted below z_exp; CIFAR-10's config: 5)."""
         return cls(hp, data_shape, gamma=5.0, precondition=False, restrict_M=True, clip="radius",
@@ -157,10 +80,11 @@ class PFGM(Method):
                           band=band_exponents(self.hp), emphasis=self.emphasis)
         return x, z
 
-    def target(self, x: torch.Tensor, t: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """v = -sqrt(N) E_hat / (||E_hat|| + gamma) from the large batch: (B, N+1)."""
+    def target(self, x: torch.Tensor, t: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """v = -sqrt(N) E_hat / (||E_hat|| + gamma), E_hat the field of the charges batch.large: (B, N+1)."""
+        large = batch.large
         x_flat = x.reshape(x.shape[0], -1)
-        e_hat = empirical_field(x_flat, t, batch.reshape(batch.shape[0], -1).to(x.dtype))
+        e_hat = empirical_field(x_flat, t, large.reshape(large.shape[0], -1).to(x.dtype))
         return normalize_field(e_hat, self.gamma_at(x_flat, t))
 
     def input_scale(self, z: torch.Tensor) -> torch.Tensor:
@@ -171,7 +95,7 @@ class PFGM(Method):
 
     def network_input(self, x: torch.Tensor, t: torch.Tensor):
         """(c_in(z) x, log z)."""
-        scale = self.input_scale(t).view(-1, *[1] * (x.dim() - 1))
+        scale = batch_view(self.input_scale(t), x)
         x_in = x * scale
         return (x_in.reshape(x.shape[0], -1) if len(self.data_shape) == 1 else x_in), torch.log(t)
 
@@ -202,26 +126,15 @@ class PFGM(Method):
             dx = t[:, None] * v_x / (v_z + 1e-5)[:, None]
         return dx.reshape(x.shape)
 
+    @classmethod
+    def from_config(cls, config: dict) -> PFGM:
+        """Rebuild from to_config() without its "name" (hp as a dict)."""
+        cfg = dict(config)
+        hp = PFGMHyperparameters(**cfg.pop("hp"))
+        return cls(hp, tuple(cfg.pop("data_shape")), **cfg)
+
     def to_config(self) -> dict:
         """Everything needed to rebuild this method (stored in checkpoints)."""
         return dict(name=self.name, data_shape=list(self.data_shape), hp=self.hp.to_dict(), gamma=self.gamma,
                     precondition=self.precondition, restrict_M=self.restrict_M, clip=self.clip,
                     z_velocity=self.z_velocity, z_exp=self.z_exp, emphasis=self.emphasis)
-
-
-def method_from_config(config: dict) -> Method:
-    """Rebuild a method from Method.to_config(): PFGM, PFGM++ (pfgmpp.PFGMpp) or EDM (diffusion.EDM)."""
-    cfg = dict(config)
-    name = cfg.pop("name", None)
-    if name == "pfgm":
-        hp = PFGMHyperparameters(**cfg.pop("hp"))
-        return PFGM(hp, tuple(cfg.pop("data_shape")), **cfg)
-    if name == "edm":
-        from .diffusion import EDM
-
-        return EDM(tuple(cfg.pop("data_shape")), **cfg)
-    if name == "pfgmpp":
-        from .pfgmpp import PFGMpp
-
-        return PFGMpp(tuple(cfg.pop("data_shape")), **cfg)
-    raise ValueError(f"unknown method {name!r} in config; known: 'pfgm', 'pfgmpp', 'edm'")
