@@ -202,8 +202,11 @@ def mean_over_processes(value: torch.Tensor, parallel: Parallel) -> torch.Tensor
     return (total / parallel.world_size).to(value.device)
 
 
-def broadcast_from_main(make: Callable[[], T], parallel: Parallel) -> T:
-    """Run make() on rank 0 and hand its result (or its exception) to every process: all return it or all raise."""
+def broadcast_from_main(make: Callable[[], T], parallel: Parallel, device: torch.device | str | None = None) -> T:
+    """Run make() on rank 0 and hand its result (or its exception) to every process: all return it or all raise.
+
+    device: the process's training device; under nccl the pickled object travels through it (None: the current
+    CUDA device, which process_group sets)."""
     if parallel.world_size == 1:
         return make()
     box: list = [None]
@@ -212,7 +215,8 @@ def broadcast_from_main(make: Callable[[], T], parallel: Parallel) -> T:
             box[0] = (True, make())
         except Exception as exc:  # sent to the others, then raised everywhere
             box[0] = (False, exc)
-    dist.broadcast_object_list(box, src=0)
+    comm = None if device is None or parallel.backend != "nccl" else parallel.comm_device(pick_device(device))
+    dist.broadcast_object_list(box, src=0, device=comm)
     ok, value = box[0]
     if not ok:
         raise value
@@ -240,7 +244,13 @@ def check_same_data(data: torch.Tensor, parallel: Parallel, device: torch.device
                              f"{everyone[0][2]:.9g}): build the dataset the same way (same seed) on every process")
 
 
-def barrier(parallel: Parallel) -> None:
-    """Wait until every process gets here (no-op for one process)."""
-    if parallel.world_size > 1:
+def barrier(parallel: Parallel, device: torch.device | str | None = None) -> None:
+    """Wait until every process gets here (no-op for one process). device: the training device; under nccl the
+    barrier runs on that GPU (None: the current CUDA device)."""
+    if parallel.world_size == 1:
+        return
+    gpu = None if device is None else pick_device(device)
+    if parallel.backend == "nccl" and gpu is not None and gpu.type == "cuda" and gpu.index is not None:
+        dist.barrier(device_ids=[gpu.index])
+    else:
         dist.barrier()

@@ -245,7 +245,7 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
     losses: list[float] = []
     step = 0
     if resume is not None:
-        ckpt = distributed.broadcast_from_main(lambda: load_checkpoint(resume), parallel)
+        ckpt = distributed.broadcast_from_main(lambda: load_checkpoint(resume), parallel, device)
         if ckpt["method"] != method.to_config():
             raise ValueError(f"checkpoint {resume} was made for a different method configuration")
         saved = {**OLD_CONFIG_DEFAULTS, **(ckpt.get("train_config") or {})}
@@ -306,7 +306,7 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
             save_checkpoint(Path(out_dir) / "checkpoint.pt", method, net, ema, optimizer, generator,
                             losses, step, config, data_print=data_print)
     bar.close()
-    distributed.barrier(parallel)   # the last checkpoint is on disk before any process returns
+    distributed.barrier(parallel, device)   # the last checkpoint is on disk before any process returns
     seconds = time.perf_counter() - start
     trim_freed_memory()           # the autograd graphs' small freed buffers go back to the system
     return TrainResult(net=net, ema=ema, losses=losses, step=step, seconds=seconds)

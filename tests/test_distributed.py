@@ -504,9 +504,11 @@ class FakeCollectives:
         self.seen.append(("all_reduce", tensor.device))
         tensor.mul_(2)
 
-    def broadcast_object_list(self, objects, src=0, *args, **kwargs):
-        # Python objects: torch pickles them onto the current CUDA device itself (process_group sets it)
+    def broadcast_object_list(self, objects, src=0, group=None, device=None):
+        # Python objects, which torch pickles into a tensor on `device` (None: the current CUDA device)
         assert not any(isinstance(o, torch.Tensor) for o in objects)
+        if device is not None:
+            self.seen.append(("broadcast_object_list", torch.device(device)))
 
     def barrier(self, *args, **kwargs):
         pass
@@ -542,8 +544,8 @@ def test_every_collective_runs_on_the_training_device_under_nccl(fake_collective
     distributed.check_same_data(data, parallel, gpu)                      # the same data: no error
     rows = distributed.gather_rows(data[:8], parallel, gpu)
     mean = distributed.mean_over_processes(torch.tensor(3.0, device=gpu), parallel)
-    assert distributed.broadcast_from_main(lambda: "from rank 0", parallel) == "from rank 0"
-    distributed.barrier(parallel)
+    assert distributed.broadcast_from_main(lambda: "from rank 0", parallel, gpu) == "from rank 0"
+    distributed.barrier(parallel, gpu)
     # the results come back where the caller wants them, with the values two ranks would give
     assert rows.device == gpu and torch.equal(rows.cpu(), torch.cat([data[:8], data[:8]]))
     assert mean.device == gpu and mean.item() == 3.0
