@@ -23,7 +23,7 @@ from .checkpoint import check_writable_folder, load_model, save_checkpoint
 from .checks import check_int
 from .data import digit_split, sample_toy, toy_names
 from .distributed import BACKENDS, PRECISIONS
-from .methods import PFGM
+from .methods import PFGM, FlowMatching
 from .perturb import hyperparameters_for
 from .recipes import (
     DIGITS_EMPHASIS,
@@ -48,7 +48,7 @@ from .sampling import sample
 from .train import TrainConfig, train
 
 IMAGE_SETS = ("digits", "cifar10", "cifar10-random")
-METHOD_CHOICES = ("pfgm", "pfgmpp", "edm")
+METHOD_CHOICES = ("pfgm", "pfgmpp", "edm", "flow_matching")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,8 +93,9 @@ def _parser() -> argparse.ArgumentParser:
                          "recipe (default for cifar10, with the shipped M = 291, z_max = 40, upper_norm = 3000; "
                          "cifar10 with 'lite' takes M, z_max, upper_norm from the data-driven rule)")
     tr.add_argument("--method", choices=METHOD_CHOICES, default="pfgm",
-                    help="'pfgm' (default), 'pfgmpp' (PFGM++ with --D extra dimensions) or 'edm' (diffusion, Karras "
-                         "et al. 2022), on toys and digits: the same network and training settings for all three; "
+                    help="'pfgm' (default), 'pfgmpp' (PFGM++ with --D extra dimensions), 'edm' (diffusion, Karras "
+                         "et al. 2022) or 'flow_matching' (the linear interpolant, Lipman et al. 2023), on toys and "
+                         "digits: the same network and training settings for all of them; "
                          "on toys EDM and PFGM++ take the settings benchmarks/quality_vs_nfe.py tuned (recipes.TOY_EDM)")
     tr.add_argument("--D", type=float, default=None,
                     help=f"PFGM++'s extra dimensions with --method pfgmpp (default {TOY_PFGMPP_D:g} for toys, "
@@ -199,6 +200,8 @@ def _model(args, parallel):
         method = PFGM.paper(hyperparameters_for(data), shape)
     elif args.method == "edm":
         method = toy_edm(data) if toy else digits_edm()
+    elif args.method == "flow_matching":
+        method = FlowMatching(shape)
     elif args.method == "pfgmpp":
         method = (toy_pfgmpp(data, TOY_PFGMPP_D if args.D is None else args.D) if toy else
                   digits_pfgmpp(DIGITS_PFGMPP_D if args.D is None else args.D))

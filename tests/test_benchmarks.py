@@ -102,3 +102,19 @@ def test_import_memory_sees_what_a_step_holds():
     assert import_memory.growth_mib("", "held = bytearray(200 * 2**20)", repeats=1) >= 190
     assert import_memory.growth_mib("held = bytearray(200 * 2**20)", "x = 1", repeats=1) < 20
     assert import_memory.growth_mib("", "import no_such_module_here", repeats=1) is None
+
+
+def test_ema_warmup_quick_pairs_the_seeds_and_resumes(tmp_path):
+    out = run("ema_warmup.py", "--quick", "--out-dir", str(tmp_path), cwd=tmp_path)
+    results = json.loads((tmp_path / "ema_warmup.json").read_text())
+    rows, summary = results["rows"], results["summary"]
+    assert sorted((r["steps"], r["seed"]) for r in rows) == [(20, 0), (20, 1), (40, 0), (40, 1)]
+    # what the two EMAs keep of the initial weights is what the schedules say: 0.999^steps without the warm-up
+    assert all(math.isclose(r["fixed_init_share"], 0.999 ** r["steps"], rel_tol=1e-12) for r in rows)
+    assert all(r["warmup_init_share"] < 1e-6 for r in rows)     # 9! 20! / 29! = 4e-8 after 20 steps
+    for s in summary:
+        assert s["ci_low"] <= s["diff_mean"] <= s["ci_high"] and s["n_seeds"] == 2
+        assert s["verdict"] == ("better" if s["ci_high"] < 0 else "worse" if s["ci_low"] > 0 else "tie")
+    assert "steps 20 seed 0" in out
+    again = run("ema_warmup.py", "--quick", "--out-dir", str(tmp_path), cwd=tmp_path)
+    assert "seed" not in again.split("\n")[0] and json.loads((tmp_path / "ema_warmup.json").read_text())["rows"] == rows

@@ -15,6 +15,7 @@ from pfgm_lite import recipes
 from pfgm_lite.checkpoint import load_checkpoint, load_model
 from pfgm_lite.cli import main
 from pfgm_lite.data import digit_split, sample_toy
+from pfgm_lite.methods import FlowMatching
 
 TINY = ["train", "--data", "moons", "--steps", "20", "--n-data", "500", "--batch-size", "16",
         "--large-batch-size", "64", "--device", "cpu"]
@@ -286,7 +287,8 @@ def test_a_foreign_file_is_refused_without_advice_to_load_it_unsafely(tmp_path, 
         assert "weights_only" not in err and "2.6" not in err and "trust" not in err, err
 
 
-@pytest.mark.parametrize("method, build", [("edm", recipes.toy_edm), ("pfgmpp", recipes.toy_pfgmpp)])
+@pytest.mark.parametrize("method, build", [("edm", recipes.toy_edm), ("pfgmpp", recipes.toy_pfgmpp),
+                                           ("flow_matching", lambda data: FlowMatching((2,)))])
 def test_every_method_trains_on_a_toy_set(tmp_path, method, build):
     assert main([*TINY, "--method", method, "--out", str(tmp_path / "run")]) == 0
     ckpt = load_checkpoint(tmp_path / "run")

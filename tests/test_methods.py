@@ -160,7 +160,7 @@ def test_bad_options_are_refused():
         PFGM(HP, (16,), z_velocity="network")
     with pytest.raises(ValueError, match="z_exp must be finite and >= 0, got -1"):
         PFGM(HP, (16,), z_exp=-1)
-    with pytest.raises(ValueError, match="unknown method 'ddpm' in config; known: 'edm', 'pfgm', 'pfgmpp'"):
+    with pytest.raises(ValueError, match="unknown method 'ddpm' in config; known: 'edm', 'flow_matching', 'pfgm', 'pfgmpp'"):
         method_from_config(dict(name="ddpm"))
 
 

@@ -6,6 +6,7 @@
     denoiser  Denoiser: EDM's preconditioning, denoising target and ODE, shared by the two below
     edm       EDM: Gaussian noise (Karras et al. 2022)
     pfgmpp    PFGMpp: D extra dimensions (Xu et al. 2023); D -> infinity is EDM
+    flow_matching  FlowMatching: straight lines from data to noise (Lipman et al. 2023; Liu et al. 2023), time "linear"
 
 A new method is one new module with a subclass of Method that sets `name`, imported below: defining the class
 registers it, so method_from_config rebuilds it from a checkpoint.
@@ -13,9 +14,10 @@ registers it, so method_from_config rebuilds it from a checkpoint.
 from .base import METHODS, TIME_VARIABLES, Batch, Method, Predictor, method_from_config, network_prediction
 from .denoiser import Denoiser
 from .edm import EDM, EDM_IMAGE_DEFAULTS
+from .flow_matching import FlowMatching
 from .pfgm import PFGM, Z_VELOCITIES
 from .pfgmpp import PFGMpp, sample_kernel_radius, uniform_directions
 
 __all__ = ["METHODS", "TIME_VARIABLES", "Batch", "Method", "Predictor", "method_from_config", "network_prediction",
-           "Denoiser", "EDM", "EDM_IMAGE_DEFAULTS", "PFGM", "Z_VELOCITIES", "PFGMpp", "sample_kernel_radius",
+           "Denoiser", "EDM", "EDM_IMAGE_DEFAULTS", "FlowMatching", "PFGM", "Z_VELOCITIES", "PFGMpp", "sample_kernel_radius",
            "uniform_directions"]
