@@ -180,6 +180,9 @@ def load_torchvision(name: str, root: str, train: bool = True, download: bool = 
     except RuntimeError as exc:
         raise FileNotFoundError(f"{name} files not found under {root!r} ({exc}); pass download=True to fetch "
                                 f"them when online") from None
+    except OSError as exc:                    # the download itself failed: no network, a proxy, a full disk
+        raise OSError(f"could not download {name} into {root!r} ({exc}): this needs the internet; or copy "
+                      f"torchvision's {name} files under {root!r} and leave download off") from None
     pixels = ds.data if isinstance(ds.data, torch.Tensor) else torch.from_numpy(np.asarray(ds.data))
     if pixels.dim() == 4 and pixels.shape[-1] in (1, 3):   # CIFAR stores (B, H, W, C)
         pixels = pixels.permute(0, 3, 1, 2)

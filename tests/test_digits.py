@@ -105,6 +105,20 @@ def test_torchvision_loader_errors(tmp_path):
         data.load_torchvision("SVHN", str(tmp_path))
 
 
+def test_a_download_without_the_internet_says_so(tmp_path, monkeypatch):
+    import urllib.error
+
+    from torchvision import datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(datasets, "CIFAR10", offline)
+    with pytest.raises(OSError, match=r"could not download CIFAR10 into .* this needs the internet; or copy "
+                                      r"torchvision's CIFAR10 files under"):
+        data.load_torchvision("CIFAR10", str(tmp_path), download=True)
+
+
 def test_shipped_classifier_is_accurate(split):
     _, _, test_x, test_y = split
     assert digits.classifier_path().exists(), "the classifier weights must ship in pfgm_lite/weights/"
