@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, http_get, wait_until
 
 NOTEBOOKS = ROOT / "notebooks"
-WIDGET_MODULES = ("ipywidgets", "pfgm_lite.widgets")
+WIDGET_MODULES = ("ipywidgets", "pfgm_lite.teaching.widgets", "pfgm_lite.widgets")   # the last: its old name
 NEWS_TEXT = "official Jupyter news"
 WIDGET_ERROR = "Error displaying widget"
 # the top-level view of a widget shown by a cell (not the output areas nested inside widgets)
@@ -55,8 +55,8 @@ DISPLAYING = {"interact", "interact_manual"}  # ipywidgets functions that displa
 def widget_cells(notebook: dict) -> list[int]:
     """Indices (in notebook["cells"]) of the code cells that display a widget.
 
-    Read from the code: under the names the notebook imported ipywidgets or pfgm_lite.widgets as
-    (`import ipywidgets as widgets`, `from pfgm_lite.widgets import field_line_explorer`), a cell
+    Read from the code: under the names the notebook imported ipywidgets or pfgm_lite.teaching.widgets as
+    (`import ipywidgets as widgets`, `from pfgm_lite.teaching.widgets import field_line_explorer`), a cell
     displays a widget when its last statement is a call into them (`field_line_explorer()`,
     `widgets.interactive(f, ...)`), when it calls `display()` on such a call or on a name it assigned
     one to, or when it uses `interact` (as a call or a decorator). Importing (to print
@@ -136,11 +136,13 @@ def test_widget_cells_reads_imports_and_calls():
     assert widget_cells(nb("import ipywidgets as w", "w.IntSlider()")) == [1]
     assert widget_cells(nb("from pfgm_lite import widgets", "x = 1", "widgets.field_line_explorer()")) == [2]
     assert widget_cells(nb("from pfgm_lite.widgets import field_line_explorer as fle", "fle(n_lines=8)")) == [1]
+    assert widget_cells(nb("from pfgm_lite.teaching import widgets", "widgets.field_line_explorer()")) == [1]
+    assert widget_cells(nb("from pfgm_lite.teaching.widgets import field_line_explorer", "field_line_explorer()")) == [1]
     assert widget_cells(nb("from ipywidgets import interact", "@interact(k=(1, 5))\ndef f(k):\n    pass")) == [1]
     assert widget_cells(nb("import ipywidgets as w", "w.interact(print, x=3)\ny = 1")) == [1]
     assert widget_cells(nb("import ipywidgets as w", "s = w.IntSlider()\ndisplay(s)\nprint(1)")) == [1]
     assert widget_cells(nb("%matplotlib inline\nimport ipywidgets\nipywidgets.Dropdown(options=[1])")) == [0]
-    # a helper of pfgm_lite.widgets that draws a static figure, an import for the version: no widget
+    # a helper of pfgm_lite.teaching.widgets that draws a static figure, an import for the version: no widget
     assert widget_cells(nb("from pfgm_lite import widgets",
                            "fig, d = widgets.draw_field_lines_and_angles(c, 60, 4.0)\nplt.show()")) == []
     assert widget_cells(nb("import ipywidgets", "print(ipywidgets.__version__)")) == []
