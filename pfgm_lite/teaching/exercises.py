@@ -3,7 +3,7 @@
 Each exercise runs the reader's answer on cases the reader does not see, compares it with the package's own
 reference, and prints what went wrong (which case, expected against received, a hint), or a tick:
 
-    >>> from pfgm_lite import exercises
+    >>> from pfgm_lite.teaching import exercises
     >>> exercises.check("04.2", input_scale)        # prints "✓ 04.2 ..." or "✗ 04.2 ..."; returns True / False
 
 An answer that still raises NotImplementedError (the student edition's stub) is reported as "not implemented yet".
