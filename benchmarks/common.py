@@ -1,14 +1,16 @@
-"""What the benchmark scripts share: the scores of 2D samples, RK45's evaluation cap, results files, the commit."""
+"""What the benchmark scripts share: the scores of 2D samples, RK45's evaluation cap, a sampler's start height,
+results files, the commit."""
 from __future__ import annotations
 
 import json
 import math
 import subprocess
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from pfgm_lite import data, metrics
+from pfgm_lite import data, methods, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -59,6 +61,17 @@ def capped(predict, max_nfe: int):
         return predict(x, t)
 
     return wrapped
+
+
+def sampler_method(method, settings: dict | None):
+    """The method to sample with under sampler settings: PFGM start height (x z_max) or EDM's sigma_max."""
+    if settings is None:
+        return method
+    if isinstance(method, methods.PFGM):
+        hp = replace(method.hp, z_max=method.hp.z_max * settings["start"],
+                     upper_norm=method.hp.upper_norm * settings["start"])
+        return methods.method_from_config({**method.to_config(), "hp": asdict(hp)})
+    return methods.method_from_config({**method.to_config(), "sigma_max": settings["sigma_max"]})
 
 
 def write_json(path: Path, results: dict) -> None:

@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
-from common import RESULTS, Scorer, TooManyEvaluations, capped, git_commit, write_json  # noqa: E402
+from common import RESULTS, Scorer, TooManyEvaluations, capped, git_commit, sampler_method, write_json  # noqa: E402
 
 from pfgm_lite import data, methods, nets, perturb, recipes, sampling, train  # noqa: E402
 from pfgm_lite.methods import EDM, PFGMpp  # noqa: E402
@@ -106,17 +106,6 @@ def train_cached(method, train_data, config, seed: int, folder: Path, progress: 
     net = nets.MLP(2, extra=method.extra_outputs)
     return train.train_or_load(method, net, train_data, replace(config, seed=seed), out_dir=folder,
                                progress=progress).ema
-
-
-def sampler_method(method, settings: dict | None):
-    """The method to sample with under sampler settings: PFGM start height (x z_max) or EDM's sigma_max."""
-    if settings is None:
-        return method
-    if isinstance(method, methods.PFGM):
-        hp = replace(method.hp, z_max=method.hp.z_max * settings["start"],
-                     upper_norm=method.hp.upper_norm * settings["start"])
-        return methods.method_from_config({**method.to_config(), "hp": asdict(hp)})
-    return methods.method_from_config({**method.to_config(), "sigma_max": settings["sigma_max"]})
 
 
 def run_samplers(method, net, score: Scorer, n: int, seed: int, max_nfe: int, rho, samplers) -> list[dict]:

@@ -49,6 +49,42 @@ def test_quality_vs_nfe_quick_tunes_then_compares(tmp_path):
     assert all("rms_mode" in r or not math.isfinite(r["sw"]) for r in rows)   # eight Gaussians: mode statistics
 
 
+def test_compare_quick_tunes_on_validation_then_pairs_every_method_and_resumes(tmp_path):
+    common = ("--quick", "--out-dir", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"),
+              "--summary", str(tmp_path / "summary.json"), "--seeds", "0", "1", "--data", "moons")
+    run("compare.py", *common, cwd=tmp_path)
+    tuning_files = sorted(p.name for p in (tmp_path / "out" / "tuning").glob("*.json"))
+    methods = ("ddpm", "edm", "flow_matching", "pfgm", "pfgmpp")
+    assert tuning_files == sorted(f"{d}-{m}.json" for d in ("checkerboard", "moons") for m in methods)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    # every (method, family) the docstring lists was tuned, and scored on each seed of the test set
+    assert {m: set(f) for m, f in summary["tuned"].items()} == {
+        "pfgm": {"geometric", "rho"}, "edm": {"ode", "churn"}, "pfgmpp": {"ode"}, "flow_matching": {"ode"},
+        "ddpm": {"ddim", "ancestral"}}
+    assert summary["seeds"] == {f"moons/{m}": [0, 1] for m in methods}
+    assert not summary["meta"]["complete_main"]                          # 2 seeds of 5, one data set of 3
+    rows = [r for r in summary["rows"] if r["metric"] == "sw"]
+    assert {r["sampler"] for r in rows} == {"euler", "heun", "rk45", "ddim", "ancestral", "churn"}
+    for r in rows:
+        assert set(r) >= {"data", "method", "sampler", "nfe", "metric", "mean", "ci_low", "ci_high", "n_seeds"}
+        if r["ci_low"] is not None:
+            assert r["ci_low"] <= r["mean"] <= r["ci_high"] and r["n_seeds"] == 2
+    # pairs: PFGM's grids against every other method at equal solver and NFE, both metrics, a verdict each
+    pairs = summary["pairs"]
+    assert {p["b"] for p in pairs} == {"edm-ode", "pfgmpp-ode", "flow_matching-ode", "ddpm-ddim"}
+    assert {p["metric"] for p in pairs} == {"sw", "energy"}
+    assert all(p["verdict"] == ("tie" if p["ci_low"] <= 0 <= p["ci_high"] else
+                                "ahead" if p["ci_high"] < 0 else "behind") for p in pairs)
+    assert all(p["nfe"] in (2, 4) for p in pairs if p["sampler"] == "euler")
+    assert summary["spread"] and all(s["evaluation_n"] == 5 and s["training_n"] == 2 for s in summary["spread"])
+    cost = {c["method"]: c for c in summary["cost"]}
+    assert cost["pfgm"]["train_flops_per_step"] > cost["edm"]["train_flops_per_step"]   # the large-batch target
+    # a finished task is not redone: the second run trains nothing and writes the same summary
+    again = run("compare.py", *common, cwd=tmp_path)
+    assert "tuned" not in again and "best SW" not in again
+    assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
+
+
 def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
     # a 2-step EDM from the command line, scored with a tuned sampler start and grid; a PFGM has no sigma_max
     assert subprocess.run([sys.executable, "-m", "pfgm_lite", "train", "--data", "digits", "--method", "edm",

@@ -184,7 +184,7 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="steps must be <= 1000"):
         ancestral_sample(EDM((2,)), lambda x, t: x, 4, steps=2000)
     hp = hyperparameters_for(torch.randn(100, 2, generator=gen(1)))
-    with pytest.raises(TypeError, match=r"ancestral_sample needs a denoiser \(EDM or PFGM\+\+: methods.Denoiser\), "
+    with pytest.raises(TypeError, match=r"DDPM's samplers need a DDPM \(methods.DDPM\) or a denoiser \(EDM or PFGM\+\+: methods.Denoiser\), "
                                         r"got PFGM"):
         ancestral_sample(PFGM(hp, (2,)), lambda x, t: x, 4, steps=10)
     with pytest.raises(ValueError, match=r"the edm target needs batch.y, the clean points x was made from \(shape "
