@@ -29,8 +29,9 @@ Test (per data set, seed k = 0..4 on moons, checkerboard, 8gaussians): training 
 seed k, samples drawn with generator k, scored against the test draws of Scorer(seed=k): the same for every method
 (a paired design). ODE families at Euler NFE 2 ... 100 and Heun NFE 4 ... 100 (equal NFE), RK45 (rtol = atol = 1e-4,
 given up after 1000 NFE, its NFE counted for the whole batch of samples); DDIM at 2 ... 100 steps, the chain at 4 ...
-1000, EDM's stochastic sampler at 2 ... 50 steps (NFE 2n - 1). Scores: SW / noise floor (metric "sw") and energy
-distance / its floor (metric "energy", on the first 2000 samples). On seed 0 the Heun / DDIM point at 20 NFE is also
+1000, EDM's stochastic sampler at 2 ... 50 steps (NFE 2n - 1). Scores: SW / noise floor (metric "sw"), energy
+distance / its floor (metric "energy", on the first 2000 samples) and on eight Gaussians the RMS distance to the
+nearest mode ("rms_mode"). On seed 0 the Heun / DDIM point at 20 NFE is also
 re-drawn 4 times (new prior draws and new test draws, the same network): the evaluation's share of the spread.
 Each task writes its own file (results/compare/...), so a run resumes where it stopped; --workers splits the tasks.
 """
@@ -319,7 +320,8 @@ def summarize(out: Path, n_seeds_main: int) -> dict:
     rows = []
     for (name, method_name, family, solver, steps), by_seed in sorted(cells.items(), key=str):
         seeds = sorted(by_seed)
-        for metric in ("sw", "energy"):
+        extra = ["rms_mode"] if all("rms_mode" in by_seed[s] for s in seeds) else []     # eight Gaussians
+        for metric in ["sw", "energy"] + extra:
             values = [by_seed[s][metric] for s in seeds]
             nfes = [by_seed[s]["nfe"] for s in seeds]
             row = dict(data=name, method=method_name, family=family, sampler=solver, steps=steps,

@@ -1,7 +1,7 @@
 """Command line: train a model on a toy set, the digits or CIFAR-10, and sample from it, without a notebook.
 
     python -m pfgm_lite train --data moons --steps 2000 --out runs/moons
-    python -m pfgm_lite train --data moons --method edm --out runs/moons_edm       # or --method pfgmpp [--D 8]
+    python -m pfgm_lite train --data moons --method edm --out runs/moons_edm       # or pfgmpp [--D 8], flow_matching, ddpm
     python -m pfgm_lite sample --run runs/moons --n 5000 --solver rk45 --out samples.png
     python -m pfgm_lite train --data digits --out runs/digits --export runs/pfgm_digits_10min.pt
     python -m pfgm_lite train --data digits --method edm --out runs/digits_edm     # or --method pfgmpp [--D 512]
@@ -23,7 +23,7 @@ from .checkpoint import check_writable_folder, load_model, save_checkpoint
 from .checks import check_int
 from .data import digit_split, sample_toy, toy_names
 from .distributed import BACKENDS, PRECISIONS
-from .methods import PFGM, FlowMatching
+from .methods import DDPM, PFGM, Denoiser, FlowMatching
 from .perturb import hyperparameters_for
 from .recipes import (
     DIGITS_EMPHASIS,
@@ -44,11 +44,11 @@ from .recipes import (
     toy_pfgmpp,
 )
 from .runtime import pick_device
-from .sampling import sample
+from .sampling import ODEResult, ancestral_sample, ddim_sample, sample
 from .train import TrainConfig, train
 
 IMAGE_SETS = ("digits", "cifar10", "cifar10-random")
-METHOD_CHOICES = ("pfgm", "pfgmpp", "edm", "flow_matching")
+METHOD_CHOICES = ("pfgm", "pfgmpp", "edm", "flow_matching", "ddpm")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,7 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--run", required=True, help="run folder or checkpoint file")
     sa.add_argument("--out", required=True, help="output image (.png); the samples go to the same name .pt")
     sa.add_argument("--n", type=int, default=5000, help="number of samples")
-    sa.add_argument("--solver", choices=["euler", "heun", "rk45"], default="rk45")
+    sa.add_argument("--solver", choices=["euler", "heun", "rk45", "ddim", "ancestral"], default="rk45",
+                    help="the ODE solvers, or DDPM's samplers (ddim, ancestral: for a ddpm, edm or pfgmpp run)")
     sa.add_argument("--steps", type=int, default=50, help="steps for euler/heun")
     sa.add_argument("--seed", type=int, default=0)
     sa.add_argument("--device", default="auto")
@@ -202,6 +203,8 @@ def _model(args, parallel):
         method = toy_edm(data) if toy else digits_edm()
     elif args.method == "flow_matching":
         method = FlowMatching(shape)
+    elif args.method == "ddpm":
+        method = DDPM(shape)
     elif args.method == "pfgmpp":
         method = (toy_pfgmpp(data, TOY_PFGMPP_D if args.D is None else args.D) if toy else
                   digits_pfgmpp(DIGITS_PFGMPP_D if args.D is None else args.D))
@@ -257,9 +260,18 @@ def _sample(args) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if args.solver in ("ddim", "ancestral") and not isinstance(method, (DDPM, Denoiser)):
+        raise ValueError(f"--solver {args.solver} is DDPM's sampler, for a ddpm, edm or pfgmpp run; {args.run} holds "
+                         f"a {method.name} model: use --solver euler, heun or rk45")
     generator = torch.Generator().manual_seed(args.seed)
-    result = sample(method, method.predictor(net), args.n, solver=args.solver, steps=args.steps,
-                    generator=generator)
+    if args.solver in ("ddim", "ancestral"):
+        sampler = ddim_sample if args.solver == "ddim" else ancestral_sample
+        x, nfe = sampler(method, method.predictor(net), args.n, steps=args.steps, generator=generator,
+                         device=next(net.parameters()).device)
+        result = ODEResult(x=x, nfe=nfe)
+    else:
+        result = sample(method, method.predictor(net), args.n, solver=args.solver, steps=args.steps,
+                        generator=generator)
     x = result.x.cpu()
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(x, out.with_suffix(".pt"))

@@ -15,7 +15,7 @@ from pfgm_lite import recipes
 from pfgm_lite.checkpoint import load_checkpoint, load_model
 from pfgm_lite.cli import main
 from pfgm_lite.data import digit_split, sample_toy
-from pfgm_lite.methods import FlowMatching
+from pfgm_lite.methods import DDPM, FlowMatching
 
 TINY = ["train", "--data", "moons", "--steps", "20", "--n-data", "500", "--batch-size", "16",
         "--large-batch-size", "64", "--device", "cpu"]
@@ -288,7 +288,8 @@ def test_a_foreign_file_is_refused_without_advice_to_load_it_unsafely(tmp_path, 
 
 
 @pytest.mark.parametrize("method, build", [("edm", recipes.toy_edm), ("pfgmpp", recipes.toy_pfgmpp),
-                                           ("flow_matching", lambda data: FlowMatching((2,)))])
+                                           ("flow_matching", lambda data: FlowMatching((2,))),
+                                           ("ddpm", lambda data: DDPM((2,)))])
 def test_every_method_trains_on_a_toy_set(tmp_path, method, build):
     assert main([*TINY, "--method", method, "--out", str(tmp_path / "run")]) == 0
     ckpt = load_checkpoint(tmp_path / "run")
@@ -298,6 +299,20 @@ def test_every_method_trains_on_a_toy_set(tmp_path, method, build):
     assert ckpt["train_config"]["large_batch_size"] == 64                # given: kept
     assert main([*TINY[:-4], "--method", method, "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
     assert load_checkpoint(tmp_path / "b")["train_config"]["large_batch_size"] == 16   # default: the batch size
+
+
+@pytest.mark.parametrize("solver", ["ddim", "ancestral"])
+def test_ddpm_s_samplers_on_the_command_line(tmp_path, capsys, solver):
+    assert main([*TINY, "--method", "ddpm", "--out", str(tmp_path / "run")]) == 0
+    out = tmp_path / "s.png"
+    assert main(["sample", "--run", str(tmp_path / "run"), "--n", "50", "--solver", solver, "--steps", "7",
+                 "--out", str(out)]) == 0
+    assert "NFE = 7" in capsys.readouterr().out and torch.load(out.with_suffix(".pt")).shape == (50, 2)
+    # a PFGM run has no DDPM sampler: a clear error, no samples written
+    assert main([*TINY, "--out", str(tmp_path / "pfgm")]) == 0
+    assert main(["sample", "--run", str(tmp_path / "pfgm"), "--solver", solver, "--out", str(tmp_path / "p.png")]) == 2
+    assert f"--solver {solver} is DDPM's sampler, for a ddpm, edm or pfgmpp run" in capsys.readouterr().err
+    assert not (tmp_path / "p.pt").exists()
     assert main(["sample", "--run", str(tmp_path / "run"), "--n", "50", "--solver", "heun", "--steps", "3",
                  "--out", str(tmp_path / "s.png")]) == 0
     assert torch.isfinite(torch.load(tmp_path / "s.pt", weights_only=True)).all()

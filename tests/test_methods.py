@@ -160,7 +160,10 @@ def test_bad_options_are_refused():
         PFGM(HP, (16,), z_velocity="network")
     with pytest.raises(ValueError, match="z_exp must be finite and >= 0, got -1"):
         PFGM(HP, (16,), z_exp=-1)
-    with pytest.raises(ValueError, match="unknown method 'ddpm' in config; known: 'edm', 'flow_matching', 'pfgm', 'pfgmpp'"):
+    with pytest.raises(ValueError, match="unknown method 'vp_sde' in config; known: 'ddpm', 'edm', 'flow_matching', "
+                                         "'pfgm', 'pfgmpp'"):
+        method_from_config(dict(name="vp_sde"))
+    with pytest.raises(ValueError, match=r"a DDPM config needs 'data_shape' \(the shape of one sample\), got keys \[\]"):
         method_from_config(dict(name="ddpm"))
 
 

@@ -121,6 +121,9 @@ class Method(abc.ABC):
     @classmethod
     def from_config(cls, config: dict) -> Method:
         """Rebuild from to_config() without its "name": cls(tuple(data_shape), **the rest)."""
+        if "data_shape" not in config:
+            raise ValueError(f"a {cls.__name__} config needs 'data_shape' (the shape of one sample), "
+                             f"got keys {sorted(config)}")
         cfg = dict(config)
         return cls(tuple(cfg.pop("data_shape")), **cfg)
 
