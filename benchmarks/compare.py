@@ -2,6 +2,7 @@
 
     python benchmarks/compare.py --phase tune [--worker K --workers W]   # 1. seed 0 on the tuning sets -> tuning
     python benchmarks/compare.py --phase main [--worker K --workers W]   # 2. every (data, seed, method)
+    python benchmarks/compare.py --phase main --data ring spiral           # 2b. the held-out sets (5 seeds)
     python benchmarks/compare.py --phase summary                         # 3. -> results/summary.json
     python benchmarks/compare.py --quick --out-dir /tmp/c                # all three, tiny (seconds): for the tests
 
@@ -25,14 +26,16 @@ the mean over the two sets of log(SW / floor) at 20 NFE (Euler 20 steps and Heun
   flow_matching ode the ODE on the grid t = (1 - u)^rho, rho in FM_RHO (rho 1: equal steps in t)
   ddpm  ddim        DDIM (eta = 0), level spacing power in POWERS (1: evenly spaced; 2: DDIM's quadratic)
         ancestral   the ancestral chain, spacing power in POWERS
-Test (per data set, seed k = 0..4 on moons, checkerboard, 8gaussians): training data toy_data(name, seed=k), network
-seed k, samples drawn with generator k, scored against the test draws of Scorer(seed=k): the same for every method
-(a paired design). ODE families at Euler NFE 2 ... 100 and Heun NFE 4 ... 100 (equal NFE), RK45 (rtol = atol = 1e-4,
-given up after 1000 NFE, its NFE counted for the whole batch of samples); DDIM at 2 ... 100 steps, the chain at 4 ...
-1000, EDM's stochastic sampler at 2 ... 50 steps (NFE 2n - 1). Scores: SW / noise floor (metric "sw"), energy
-distance / its floor (metric "energy", on the first 2000 samples) and on eight Gaussians the RMS distance to the
-nearest mode ("rms_mode"). On seed 0 the Heun / DDIM point at 20 NFE is also
-re-drawn 4 times (new prior draws and new test draws, the same network): the evaluation's share of the spread.
+Test (per data set, seed k = 0..4 on moons, checkerboard, 8gaussians and the held-out ring and spiral): training data
+toy_data(name, seed=k), network seed k, samples drawn with generator k, scored against test draws from Scorer(seed=k)'s
+generator: paired by
+training data and initialization, while the test draws are fresh for every score (reproducible, but not the same
+sample for two methods, so the evaluation's noise is not paired away). ODE families at Euler NFE 2 ... 100 and
+Heun NFE 4 ... 100 (equal NFE), RK45 (rtol = atol = 1e-4, given up after 1000 NFE, its NFE counted for the whole
+batch of samples); DDIM at 2 ... 100 steps, the chain at 4 ... 1000, EDM's stochastic sampler at 2 ... 50 steps
+(NFE 2n - 1). Scores: SW / noise floor (metric "sw"), energy distance / its floor (metric "energy", on the first
+2000 samples) and on eight Gaussians the RMS distance to the nearest mode ("rms_mode"). On seed 0 the Heun / DDIM
+point at 20 NFE is also re-drawn 4 times (new prior draws and new test draws, the same network): the evaluation's share of the spread.
 Each task writes its own file (results/compare/...), so a run resumes where it stopped; --workers splits the tasks.
 """
 from __future__ import annotations
@@ -61,8 +64,10 @@ TRAIN = train.TrainConfig(steps=8000, batch_size=256, large_batch_size=2048, lr=
 QUICK_TRAIN = train.TrainConfig(steps=40, batch_size=64, large_batch_size=256, lr=1e-3, warmup=5, ema_decay=0.9)
 MAIN_DATA = ("moons", "checkerboard", "8gaussians")
 TUNE_DATA = ("moons", "checkerboard")
-METHODS = ("pfgm", "edm", "pfgmpp", "flow_matching", "ddpm")
 SEEDS = (0, 1, 2, 3, 4)
+HELD_OUT = ("ring", "spiral")                        # no method's setting was chosen on these
+HELD_OUT_SEEDS = SEEDS
+METHODS = ("pfgm", "edm", "pfgmpp", "flow_matching", "ddpm")
 PFGMPP_RATIOS = (0.5, 4.0, 32.0)                     # D / N
 CHURN = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 40.0)
 FM_RHO = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0)
@@ -338,7 +343,7 @@ def summarize(out: Path, n_seeds_main: int) -> dict:
     # PFGM's family for the pairs: the grid that won on validation (lower mean criterion)
     pairs = []
     partner = {"euler": {"ddpm": ("ddim", "ddim")}, "heun": {}}
-    for name in MAIN_DATA:
+    for name in MAIN_DATA + HELD_OUT:
         for pfgm_family in ("geometric", "rho"):
             for solver in ("euler", "heun"):
                 for other in METHODS[1:]:
@@ -413,15 +418,19 @@ def summarize(out: Path, n_seeds_main: int) -> dict:
     summary = dict(
         rows=rows, pairs=pairs, nfe_to_bar=reach, spread=spread, cost=cost_rows, tuned=best,
         seeds={f"{d}/{m}": sorted(s) for (d, m), s in sorted(seeds_per.items())},
-        meta=dict(command="python benchmarks/compare.py", train_config=asdict(TRAIN), data=list(MAIN_DATA),
-                  tuning_data=list(TUNE_DATA), methods=list(METHODS), families={m: families(m) for m in METHODS},
+        meta=dict(command="python benchmarks/compare.py", train_config=asdict(TRAIN),
+                  data=[d for d in MAIN_DATA + HELD_OUT if any(k[0] == d for k in seeds_per)],
+                  main_data=list(MAIN_DATA), held_out=list(HELD_OUT), tuning_data=list(TUNE_DATA),
+                  methods=list(METHODS), families={m: families(m) for m in METHODS},
                   criterion="mean over the tuning sets of log(SW / floor) at 20 NFE, on a validation sample",
                   pairs="a - b of log(score) seed by seed, Student-t 95% interval over seeds (n - 1 dof); "
                         "'ahead' = a lower (better), 'tie' = the interval contains 0; many verdicts at once, "
                         "no correction for multiplicity",
                   device="CPU (" + (platform.processor() or platform.machine()) + "), 2 workers, 1 thread each",
                   torch=torch.__version__, commit=git_commit(), complete_main=all(
-                      len(seeds_per.get((d, m), ())) >= n_seeds_main for d in MAIN_DATA for m in METHODS)))
+                      len(seeds_per.get((d, m), ())) >= n_seeds_main for d in MAIN_DATA for m in METHODS),
+                  complete_held_out=all(len(seeds_per.get((d, m), ())) >= len(HELD_OUT_SEEDS)
+                                        for d in HELD_OUT for m in METHODS)))
     return summary
 
 
@@ -431,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
-    parser.add_argument("--data", nargs="+", default=list(MAIN_DATA), choices=MAIN_DATA)
+    parser.add_argument("--data", nargs="+", default=list(MAIN_DATA), choices=MAIN_DATA + HELD_OUT,
+                        help="the main sets (5 seeds) or the held-out ring and spiral (run with --seeds 0 1 2)")
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default=str(RESULTS / "compare"))

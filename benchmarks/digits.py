@@ -2,6 +2,7 @@
 
     python benchmarks/digits.py [--checkpoint checkpoints/pfgm_digits.pt] [--n 500]
     python benchmarks/digits.py --checkpoint uniform.pt --label "uniform m" --out benchmarks/results/digits.json
+    python benchmarks/digits.py --rho 3 --samplers euler:10,heun:10 ...     # any method on another step grid
 
 Any checkpoint of `python -m pfgm_lite train --data digits` is scored the same way, whatever its method (PFGM,
 PFGM++ with --method pfgmpp, EDM with --method edm): the same samplers, samples, classifier and held-out digits.
@@ -47,21 +48,28 @@ def main() -> None:
     parser.add_argument("--sigma-max", type=float, default=None,
                         help="EDM / PFGM++ only: start the sampler at this sigma instead of the checkpoint's")
     parser.add_argument("--rho", type=float, default=None,
-                        help="EDM / PFGM++ only: the sampler's step grid t^(1/rho) instead of the checkpoint's")
+                        help="the fixed-step solvers' grid t^(1/rho) instead of the method's own (PFGM: z, "
+                             "whose own grid is geometric; EDM / PFGM++: sigma)")
     parser.add_argument("--samplers", default="euler:10,euler:20,euler:50,heun:5,heun:10,heun:20,rk45",
                         help="comma-separated solver:steps (rk45 without steps); default: the table of notebook 06")
     args = parser.parse_args()
     runs = [samplers_of(item) for item in args.samplers.split(",")]      # a bad list fails before any work
 
     method, net, ckpt = train.load_model(args.checkpoint, device="cpu")
-    if args.sigma_max is not None or args.rho is not None:       # sampler settings: the network stays the same
+    if args.sigma_max is not None:               # sampler settings: the network stays the same
         if not isinstance(method, Denoiser):
-            parser.error(f"--sigma-max and --rho are sampler settings of EDM and PFGM++, the checkpoint holds "
+            parser.error(f"--sigma-max is a sampler setting of EDM and PFGM++, the checkpoint holds "
                          f"{ckpt['method']['name']}")
-        method.sigma_max = method.sigma_max if args.sigma_max is None else args.sigma_max
-        method.rho = method.rho if args.rho is None else args.rho
-        print(f"sampler: sigma_max {method.sigma_max:g}, rho {method.rho:g} (trained with "
-              f"sigma_max {ckpt['method']['sigma_max']:g}, rho {ckpt['method']['rho']:g})")
+        method.sigma_max = args.sigma_max
+    if args.rho is not None:
+        if args.rho <= 0:
+            parser.error(f"--rho must be > 0, got {args.rho:g}")
+        method.rho = args.rho
+    if args.sigma_max is not None or args.rho is not None:
+        settings = (f"sigma_max {method.sigma_max:g}, " if isinstance(method, Denoiser) else "") + f"rho {method.rho:g}"
+        trained = ", ".join(f"{k} {ckpt['method'][k]:g}" for k in ("sigma_max", "rho") if k in ckpt["method"])
+        print(f"sampler: {settings}" + (f" (trained with {trained})" if trained else f" ({ckpt['method']['name']}: "
+                                        "its own grid is geometric in z)"))
     predict = method.predictor(net)
     classifier = digits.digit_classifier()
     train_images, _, test_images, _ = data.digit_split()
@@ -90,7 +98,7 @@ def main() -> None:
         results["floor"] = dict(n=args.n, **floor)
         results["models"][args.label or args.checkpoint] = dict(
             command="python benchmarks/digits.py " + " ".join(sys.argv[1:]), checkpoint=args.checkpoint,
-            steps=int(ckpt["step"]), method=ckpt["method"], sampler=method.to_config(),
+            steps=int(ckpt["step"]), method=ckpt["method"], sampler=dict(method.to_config(), rho=method.rho),
             train_config=ckpt.get("train_config"), n=args.n, seed=args.seed,
             machine_threads=torch.get_num_threads(), rows=rows)
         path.parent.mkdir(parents=True, exist_ok=True)

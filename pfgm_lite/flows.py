@@ -3,6 +3,8 @@
 Along a field line z only grows (E_z > 0 above the plane), so z, or better t = log z, parametrizes it.
 With E_hat = sum_i w_i (x~ - y~_i) (the softmax-weighted field, see physics.weighted_field) the
 z-component is exactly z, so the line obeys  dx/d(log z) = z E_x / E_z = E_hat_x  (Xu et al. 2022, Sec. 3.3).
+The same holds for PFGM++ (Xu et al. 2023) in the reduced coordinates (x, r), r = ||z|| of D extra dimensions: the
+field (x~ - y~) / ||x~ - y~||^{N+D} has the same form with the exponent N+D in place of N+1 (`power`).
 """
 from __future__ import annotations
 
@@ -20,25 +22,28 @@ from .physics import augment, sample_poisson_kernel, weighted_field
 MIN_KEPT_SHARE = 0.01
 
 
-def field_line_velocity(x: torch.Tensor, z: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+def field_line_velocity(x: torch.Tensor, z: torch.Tensor, data: torch.Tensor,
+                        power: float | None = None) -> torch.Tensor:
     """Velocity of a field line in log z.
 
     x:       (B, N) positions, z: (B,) heights > 0
     data:    (M, N) unit charges on the plane z = 0
+    power:   exponent p of the field sum_i (x~ - y~_i) / ||x~ - y~_i||^p: N+1 (default, PFGM), N+D (PFGM++, z = r)
     returns: (B, N)  dx/d(log z) = z E_x / E_z = E_hat_x
     """
     charges = augment(data, 0.0)
-    e_hat, _ = weighted_field(augment(x, z), charges)
+    e_hat, _ = weighted_field(augment(x, z), charges, power=power)
     return e_hat[:, :-1]
 
 
-def _rk4_step(x: torch.Tensor, s: torch.Tensor, ds: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+def _rk4_step(x: torch.Tensor, s: torch.Tensor, ds: torch.Tensor, data: torch.Tensor,
+              power: float | None = None) -> torch.Tensor:
     """One classical Runge-Kutta step in s = log z (per-sample step ds: (B,))."""
     h = ds[:, None]
-    k1 = field_line_velocity(x, torch.exp(s), data)
-    k2 = field_line_velocity(x + 0.5 * h * k1, torch.exp(s + 0.5 * ds), data)
-    k3 = field_line_velocity(x + 0.5 * h * k2, torch.exp(s + 0.5 * ds), data)
-    k4 = field_line_velocity(x + h * k3, torch.exp(s + ds), data)
+    k1 = field_line_velocity(x, torch.exp(s), data, power)
+    k2 = field_line_velocity(x + 0.5 * h * k1, torch.exp(s + 0.5 * ds), data, power)
+    k3 = field_line_velocity(x + 0.5 * h * k2, torch.exp(s + 0.5 * ds), data, power)
+    k4 = field_line_velocity(x + h * k3, torch.exp(s + ds), data, power)
     return x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
 
 
@@ -48,16 +53,20 @@ def _check_flow_inputs(x0: torch.Tensor, data: torch.Tensor) -> None:
 
 
 def trace_field_lines(x0: torch.Tensor, z0: torch.Tensor | float, z1: float, data: torch.Tensor,
-                      steps: int = 200, return_path: bool = False):
+                      steps: int = 200, return_path: bool = False, power: float | None = None):
     """Follow field lines of the charges `data` from height z0 to height z1 (up or down), RK4 in log z.
 
     x0:      (B, N) start positions, z0: (B,) or float start heights > 0, z1: end height > 0
     data:    (M, N) charge positions on the plane z = 0
+    power:   exponent p of the field sum_i (x~ - y~_i) / ||x~ - y~_i||^p: N+1 (default, PFGM); N+D traces PFGM++'s
+             lines in the reduced coordinates (x, r), with z the radius r of the D extra dimensions
     returns: x1 (B, N) at z = z1; with return_path, also the path (steps+1, B, N+1) of points (x, z)
     """
     _check_flow_inputs(x0, data)
     check_int("steps", steps)
     check_positive("z1", z1)
+    if power is not None:
+        power = check_positive("power", power)
     z0 = torch.as_tensor(z0, dtype=x0.dtype, device=x0.device).expand(x0.shape[0]).clone()
     if not (z0 > 0).all() or not torch.isfinite(z0).all():
         raise ValueError(f"z0 must be finite and > 0, got min z0 = {z0.min().item():.4g}")
@@ -67,7 +76,7 @@ def trace_field_lines(x0: torch.Tensor, z0: torch.Tensor | float, z1: float, dat
     x = x0.clone()
     path = [augment(x, torch.exp(s))] if return_path else None
     for _ in range(steps):
-        x = _rk4_step(x, s, ds, data)
+        x = _rk4_step(x, s, ds, data, power)
         s = s + ds
         if return_path:
             path.append(augment(x, torch.exp(s)))

@@ -1,8 +1,8 @@
 """Networks that predict a field: f(x, c) with c a scalar condition (log z for PFGM).
 
 Both networks return a flat (B, N + extra) tensor: the N data components and `extra` scalars
-(PFGM: extra = 1, the z-component). z enters as Fourier features of log z: z spans seven decades
-(1e-3 to ~1e3), and equally spaced log z is what the sampler walks through.
+(PFGM: extra = 1, the z-component). z enters as Fourier features of log z: the training heights span about
+seven decades (on the moons ~4e-6 to ~13), and equally spaced log z is what the sampler walks through.
 The official PFGM configs feed raw z to a sinusoidal embedding (DDPM++) or log z to Gaussian Fourier
 features (NCSN++); we use the latter.
 """

@@ -3,7 +3,7 @@
 Far from the data the field is that of one charge at the origin, whose flux through the plane z = z_max
 is the Poisson kernel p(x) = 2 z_max / (S_N (||x||^2 + z_max^2)^{(N+1)/2}) (physics.poisson_kernel):
 the uniform hemisphere projected radially. Its radius obeys R^2 / z_max^2 ~ BetaPrime(N/2, 1/2), a heavy
-tail, so the paper clips R to [1, upper_norm]. `clip="ray"` instead slides far points back along their own
+tail, so the official code (methods.py::prior_sampling) clips R to [1, upper_norm]. `clip="ray"` instead slides far points back along their own
 ray from the origin to ||x|| = upper_norm (starting them at z = z_max upper_norm / R < z_max), which keeps
 them on their field line far from the data, where lines are radial.
 """
@@ -34,7 +34,7 @@ def sample_prior(n: int, N: int, z_max: float, upper_norm: float | None = None, 
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> PriorSample:
     """Draw n start points of the backward ODE from the PFGM prior on the plane z = z_max.
 
-    clip="radius": the paper's rule, R clipped to [1, upper_norm], all start at z_max;
+    clip="radius": the official code's rule, R clipped to [1, upper_norm], all start at z_max;
     clip="ray":    points with R > upper_norm move along their ray to R = upper_norm, z = z_max upper_norm / R
                    (z kept >= z_max / 100: near-horizontal rays carry almost no probability);
     clip="none":   the exact prior.

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from pfgm_lite import recipes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,8 @@ def test_compare_quick_tunes_on_validation_then_pairs_every_method_and_resumes(t
         "ddpm": {"ddim", "ancestral"}}
     assert summary["seeds"] == {f"moons/{m}": [0, 1] for m in methods}
     assert not summary["meta"]["complete_main"]                          # 2 seeds of 5, one data set of 3
+    assert summary["meta"]["data"] == ["moons"] and summary["meta"]["held_out"] == ["ring", "spiral"]
+    assert not summary["meta"]["complete_held_out"]
     rows = [r for r in summary["rows"] if r["metric"] == "sw"]
     assert {r["sampler"] for r in rows} == {"euler", "heun", "rk45", "ddim", "ancestral", "churn"}
     for r in rows:
@@ -83,6 +87,41 @@ def test_compare_quick_tunes_on_validation_then_pairs_every_method_and_resumes(t
     again = run("compare.py", *common, cwd=tmp_path)
     assert "tuned" not in again and "best SW" not in again
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
+    # straightness.py measures the paths of those networks (loaded, not retrained) and pairs PFGM's levers
+    run("straightness.py", "--quick", "--compare-runs", str(tmp_path / "runs"), "--summary",
+        str(tmp_path / "summary.json"), "--data", "moons", "--seeds", "0", "1", "--out", str(tmp_path / "s.json"),
+        cwd=tmp_path)
+    paths = json.loads((tmp_path / "s.json").read_text())
+    labels = {r["label"] for r in paths["rows"]}
+    assert {"pfgm rho (tuned)", "edm", "pfgmpp", "flow matching", "pfgm radius clip"} <= labels
+    assert {r["lever"] for r in paths["rows"]} == {"tuned", "grid", "start height", "prior's tail"}
+    for r in paths["rows"]:
+        assert r["seeds"] == [0, 1] and len(r["local_mean"]) == 20 and r["straightness_mean"] >= 1 - 1e-9
+        assert r["ref_check_mean"] < r["global_error_mean"]              # the reference beats 20 Euler steps
+    assert {p["b"] for p in paths["pairs"]} == {"pfgm rho (tuned)"} and paths["pairs"]
+
+
+def test_straightness_sees_a_straight_line_and_the_grid_that_bends_it():
+    # flow matching's exact velocity for one data point runs a straight line at constant speed in t: 20 Euler steps on
+    # equal steps in t are exact; on the rho 3 grid the same line is run at varying speed in u and Euler errs; two
+    # data points bend the lines (straightness > 1)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import straightness
+
+    from pfgm_lite.methods import FlowMatching
+
+    one = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    two = torch.tensor([[1.0, -0.5], [-1.0, 0.5]], dtype=torch.float64)
+    method = FlowMatching((2,))
+
+    def measure(points, rho):
+        return straightness.measure(method, lambda m: m.exact_predictor(points), dict(rho=rho), 50, 0, None, 1.0,
+                                    ref_steps=200, check=True, dtype=torch.float64, t_min=1e-3)
+
+    straight, bent_grid, two_points = measure(one, 1.0), measure(one, 3.0), measure(two, 1.0)
+    assert abs(straight["straightness"] - 1) < 1e-9 and straight["local_sum"] < 1e-9
+    assert abs(bent_grid["straightness"] - 1) < 1e-9 and bent_grid["local_sum"] > 1e-2
+    assert two_points["straightness"] > 1.01 and two_points["local_sum"] > 1e-3
 
 
 def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
@@ -100,10 +139,17 @@ def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
     assert [r["sampler"] for r in model["rows"]] == ["euler 3", "heun 2"] and model["rows"][1]["nfe"] == 4
     assert all(math.isfinite(r["fid"]) and 0 <= r["confident"] <= 1 for r in model["rows"])
     failed = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), "--n", "20",
-                             "--checkpoint", str(recipes.ten_minute_digits_path()), "--rho", "5"],
+                             "--checkpoint", str(recipes.ten_minute_digits_path()), "--sigma-max", "5"],
                             capture_output=True, text=True, timeout=300,
                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    assert failed.returncode == 2 and "sampler settings of EDM and PFGM++, the checkpoint holds pfgm" in failed.stderr
+    assert failed.returncode == 2 and "sampler setting of EDM and PFGM++, the checkpoint holds pfgm" in failed.stderr
+    # a PFGM on the rho grid in z (the grid compare.py tuned), stored with the rows
+    out = run("digits.py", "--samplers", "heun:2", "--checkpoint", str(recipes.ten_minute_digits_path()), "--n", "20",
+              "--rho", "3", "--label", "pfgm rho 3", "--out", str(out_file), cwd=tmp_path)
+    assert "sampler: rho 3 (pfgm: its own grid is geometric in z)" in out
+    model = json.loads(out_file.read_text())["models"]["pfgm rho 3"]
+    assert model["sampler"]["rho"] == 3 and model["sampler"]["name"] == "pfgm" and model["rows"][0]["nfe"] == 4
+    assert "edm tuned" in json.loads(out_file.read_text())["models"]
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), "--samplers", "heun"],
                          capture_output=True, text=True, timeout=300,
                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})

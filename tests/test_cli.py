@@ -16,6 +16,7 @@ from pfgm_lite.checkpoint import load_checkpoint, load_model
 from pfgm_lite.cli import main
 from pfgm_lite.data import digit_split, sample_toy
 from pfgm_lite.methods import DDPM, FlowMatching
+from pfgm_lite.sampling import sample
 
 TINY = ["train", "--data", "moons", "--steps", "20", "--n-data", "500", "--batch-size", "16",
         "--large-batch-size", "64", "--device", "cpu"]
@@ -333,3 +334,23 @@ def test_cifar10_recipe_runs_on_random_images_without_the_files(tmp_path):
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt["network"] == recipes.cifar10_network().config and ckpt["method"] == recipes.cifar10_method().to_config()
     assert ckpt["train_config"]["lr"] == recipes.cifar10_train_config().lr
+
+
+def test_sample_on_another_step_grid(tmp_path, capsys):
+    # --rho gives exactly sampling.sample(..., rho=3) on the same seed, and differs from the method's own grid
+    assert main([*TINY, "--out", str(tmp_path / "run")]) == 0
+    for name, extra in (("own", []), ("rho3", ["--rho", "3"])):
+        assert main(["sample", "--run", str(tmp_path / "run"), "--n", "40", "--solver", "euler", "--steps", "6",
+                     "--out", str(tmp_path / f"{name}.png"), *extra]) == 0
+    own, rho3 = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("own", "rho3"))
+    method, net, _ = load_model(tmp_path / "run", device="cpu")
+    direct = sample(method, method.predictor(net), 40, solver="euler", steps=6, generator=torch.Generator().manual_seed(0),
+                    rho=3.0)
+    assert torch.equal(rho3, direct.x) and not torch.allclose(own, rho3)
+    capsys.readouterr()
+    assert main(["sample", "--run", str(tmp_path / "run"), "--solver", "rk45", "--rho", "3",
+                 "--out", str(tmp_path / "r.png")]) == 2
+    assert "--rho sets the step grid of euler and heun, got --solver rk45" in capsys.readouterr().err
+    assert main(["sample", "--run", str(tmp_path / "run"), "--solver", "heun", "--rho", "0",
+                 "--out", str(tmp_path / "r.png")]) == 2
+    assert "--rho" in capsys.readouterr().err and not (tmp_path / "r.pt").exists()

@@ -107,6 +107,28 @@ def test_ideal_denoisers_agree_in_the_diffusion_limit():
     assert (small_d - gaussian).norm(dim=1).max() > 0.05
 
 
+def test_edm_ideal_denoiser_is_tweedies_formula_and_pfgmpp_only_in_the_limit():
+    """E[y | x, sigma] = x + sigma^2 grad log p_sigma(x) for the Gaussian mixture (notebook 07, the score view);
+    sigma in place of sigma^2 fails; PFGM++'s posterior mean meets Tweedie on its own kernel mixture only as D grows."""
+    y = data.sample_toy("moons", 300, gen(13)).double()
+    x = y[:40] + 0.3 * torch.randn(40, 2, generator=gen(14), dtype=F64)
+    sigma = torch.full((40,), 0.3, dtype=F64)
+
+    def score(log_density):
+        points = x.clone().requires_grad_(True)
+        return torch.autograd.grad(log_density(points).sum(), points)[0]
+
+    gaussian = score(lambda p: torch.logsumexp(-torch.cdist(p, y) ** 2 / (2 * 0.09), dim=1))
+    edm = EDM((2,)).ideal_denoiser(x, sigma, y)
+    torch.testing.assert_close(edm, x + 0.09 * gaussian, rtol=0, atol=1e-10)
+    assert (edm - (x + 0.3 * gaussian)).abs().max() > 1e-2
+    gaps = []
+    for D in (1.0, 64.0, 4096.0):
+        kernel = score(lambda p: torch.logsumexp(-(2 + D) / 2 * torch.log(torch.cdist(p, y) ** 2 + 0.09 * D), dim=1))
+        gaps.append((PFGMpp((2,), D=D).ideal_denoiser(x, sigma, y) - (x + 0.09 * kernel)).norm(dim=1).mean().item())
+    assert gaps[0] > 0.05 and gaps[2] < 1e-3 and gaps[0] > gaps[1] > gaps[2]
+
+
 @pytest.mark.parametrize("make", [lambda: EDM((2,), sigma_max=5.0), lambda: PFGMpp((2,), D=8, sigma_max=5.0)])
 def test_exact_denoiser_ode_lands_on_the_data(make):
     method = make()

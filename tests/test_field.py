@@ -175,6 +175,31 @@ def test_log_z_velocity_inverts_normalize_field(gamma_kind):
                                rtol=1e-9, atol=1e-12)
 
 
+def length_by_bisection(n: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """The root a >= 0 of a / (sqrt(a^2 + z^2) + gamma) = n (increasing in a), by bisection: notebook 05's check."""
+    lo, hi = torch.zeros_like(n), torch.full_like(n, 1e6)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        below = mid / (torch.sqrt(mid**2 + z**2) + gamma) < n
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return lo
+
+
+def test_notebook_05s_bisection_finds_the_inversion_and_rejects_the_official_estimate():
+    # notebook 05 recovers ||E_hat_x|| from ||v_x|| by bisection, independently of the closed form; the official
+    # sampler's estimate gamma n / (1 - n) neglects z and must fail the same check where z is comparable to ||E_hat_x||
+    data = torch.randn(60, 2, generator=gen(8), dtype=F64)
+    x, z = points(300, 2, seed=9, z_range=(0.5, 5.0))
+    gamma = data_scaled_gamma(x, z, mean_norm=1.0)
+    v_x = normalize_field(empirical_field(x, z, data), gamma)[:, :2]
+    n = v_x.norm(dim=1) / math.sqrt(2)
+    by_bisection = length_by_bisection(n, z, gamma)
+    torch.testing.assert_close(by_bisection, log_z_velocity_from_normalized(v_x, z, gamma).norm(dim=1),
+                               rtol=1e-9, atol=1e-12)
+    official = gamma * n / (1 - n)
+    assert ((official - by_bisection).abs() / by_bisection).max() > 0.1
+
+
 def test_chunked_equals_unchunked():
     data = torch.randn(37, 3, generator=gen(6), dtype=F64)
     x, z = points(23, 3, seed=7)
