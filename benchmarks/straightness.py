@@ -44,7 +44,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 from common import RESULTS, Scorer, git_commit, write_json  # noqa: E402
-from compare import MAIN_DATA, QUICK_TRAIN, ROOT, SEEDS, TRAIN, sampling_method, trained_network  # noqa: E402
+from compare import HELD_OUT, MAIN_DATA, QUICK_TRAIN, ROOT, SEEDS, TRAIN, sampling_method, trained_network  # noqa: E402
 
 from pfgm_lite import perturb, recipes, sampling, stats  # noqa: E402
 from pfgm_lite.methods import FlowMatching, method_from_config  # noqa: E402
@@ -170,7 +170,7 @@ def pairs(rows: list[dict], reference: str = "pfgm rho (tuned)") -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="+", default=list(MAIN_DATA))
+    parser.add_argument("--data", nargs="+", default=list(MAIN_DATA), choices=MAIN_DATA + HELD_OUT)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--summary", default=str(RESULTS / "summary.json"), help="compare.py's summary (tuned settings)")
