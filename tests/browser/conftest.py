@@ -210,15 +210,18 @@ def playwright_api():
 def lab(tmp_path_factory, timeout):
     """A JupyterLab server on a free loopback port, with a token, in quick mode (PFGM_LITE_QUICK=1).
 
-    It serves a temporary copy of notebooks/ (JupyterLab never writes to the real notebooks), with
-    fresh user settings and workspaces (so the page opens as on a first visit); the project's lab
-    settings come from the environment, where `make lab` / `make test-browser` install them.
+    It serves a temporary copy of notebooks/ beside a copy of benchmarks/results/ (JupyterLab never
+    writes to the real notebooks), with fresh user settings and workspaces (so the page opens as on a
+    first visit); the project's lab settings come from the environment, where `make lab` /
+    `make test-browser` install them.
     Yields a dict with base url, token, the served folder and the log file.
     """
     home = tmp_path_factory.mktemp("lab")
     served = home / "notebooks"
     shutil.copytree(ROOT / "notebooks", served, ignore=shutil.ignore_patterns(
         "runs", ".ipynb_checkpoints", "__pycache__", "conftest.py"))
+    # the notebooks read ../benchmarks/results (as in a clone): the copy keeps that layout
+    shutil.copytree(ROOT / "benchmarks" / "results", home / "benchmarks" / "results")
     settings = home / "user-settings"
     for name, text in USER_SETTINGS.items():
         path = settings / name

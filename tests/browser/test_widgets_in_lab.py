@@ -181,6 +181,13 @@ def _kernel_status(page) -> str | None:
     return indicator.first.get_attribute("data-status") if indicator.count() else None
 
 
+def _tracebacks(page) -> list[str]:
+    """The text of every output that shows a raised exception (warnings on stderr are left out)."""
+    texts = page.locator(".jp-Notebook .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                         ).all_inner_texts()
+    return [t for t in texts if "Traceback" in t or re.search(r"^\w+(Error|Exception)\b", t, re.M)]
+
+
 def _signature(root) -> str:
     """A hash of what the widget's output areas show (the figure's PNG, printed text)."""
     html = root.evaluate(
@@ -289,14 +296,18 @@ def test_widgets_redraw_in_jupyterlab(notebook, browser, lab, timeout, screens):
         t0 = time.monotonic()
         _menu(page, "Run", "Run All Cells")
 
-        def all_ran():
+        def all_ran_or_raised():
             _fail_on_dialog(page, f"running {notebook.name}")
             prompts = _prompts(page)
-            return (len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
-                    and _kernel_status(page) == "idle")
+            idle = _kernel_status(page) == "idle"
+            return idle and (bool(_tracebacks(page)) or (
+                len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)))
 
-        ran = wait_until(all_ran, timeout, interval=1.0)
+        ran = wait_until(all_ran_or_raised, timeout, interval=1.0)
         page.screenshot(path=str(screens / f"{stem}-lab.png"))
+        raised = _tracebacks(page)
+        assert not raised, (f"{notebook.name}: a cell raised in JupyterLab (Run All stops there); its output:\n"
+                            f"{raised[0][-3000:]}")
         if not ran:
             prompts = _prompts(page)
             stopped = [i for i, p in enumerate(prompts) if not re.fullmatch(r"\[\d+\]:", p)]
