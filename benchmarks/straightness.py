@@ -44,7 +44,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 from common import RESULTS, Scorer, git_commit, write_json  # noqa: E402
-from compare import HELD_OUT, MAIN_DATA, QUICK_TRAIN, ROOT, SEEDS, TRAIN, sampling_method, trained_network  # noqa: E402
+from compare import HELD_OUT, MAIN_DATA, QUICK_TRAIN, ROOT, SEEDS, TRAIN, sampling_method, trained_network, training_key  # noqa: E402
 
 from pfgm_lite import perturb, recipes, sampling, stats  # noqa: E402
 from pfgm_lite.methods import FlowMatching, method_from_config  # noqa: E402
@@ -168,6 +168,12 @@ def pairs(rows: list[dict], reference: str = "pfgm rho (tuned)") -> list[dict]:
     return out
 
 
+def network_folder(runs: Path, data: str, method: str, tuned: dict, seed: int) -> Path:
+    """The folder where compare.py trained `method` on `data` with `seed` (PFGM++ at its tuned D/N)."""
+    training = tuned["pfgmpp"]["ode"] if method == "pfgmpp" else None
+    return runs / f"{data}-{training_key(method, training)}-s{seed}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", default=list(MAIN_DATA), choices=MAIN_DATA + HELD_OUT)
@@ -183,7 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--summary: {summary_path} does not exist; run benchmarks/compare.py first")
     if not runs.is_dir():
         parser.error(f"--compare-runs: {runs} is not a folder; run benchmarks/compare.py first")
+    if args.samples < 10:
+        parser.error(f"--samples: expected at least 10 samples per measurement, got {args.samples}")
     tuned = json.loads(summary_path.read_text())["tuned"]
+    missing = [str(folder / "checkpoint.pt") for name in args.data for seed in args.seeds
+               for folder in {network_folder(runs, name, method, tuned, seed) for _, method, _, _ in configurations(tuned)}
+               if not (folder / "checkpoint.pt").exists()]
+    if missing:           # before any work: a later set's missing network must not cost the earlier sets' hours
+        parser.error(f"--compare-runs: {len(missing)} trained networks are missing, first {missing[0]}; train them "
+                     f"with benchmarks/compare.py --phase main --data {' '.join(args.data)}")
     config, n, ref_steps = (QUICK_TRAIN, 100, 40) if args.quick else (TRAIN, args.samples, REF_STEPS)
     torch.set_num_threads(1)
     rows, start = [], time.perf_counter()
@@ -194,10 +208,6 @@ def main(argv: list[str] | None = None) -> int:
             max_norm, cache = perturb.hyperparameters_for(train_data).max_norm, {}
             for label, method_name, setting, lever in configurations(tuned):
                 training = tuned["pfgmpp"]["ode"] if method_name == "pfgmpp" else None
-                folder = runs / f"{name}-{'pfgmpp-DN' + format(training['ratio'], 'g') if training else method_name}-s{seed}"
-                if not (folder / "checkpoint.pt").exists():
-                    raise SystemExit(f"{folder / 'checkpoint.pt'} is missing: train it with benchmarks/compare.py "
-                                     f"--phase main --data {name} --seeds {seed}")
                 if method_name not in cache:
                     cache[method_name] = trained_network(method_name, training, name, seed, config, runs, False)[:2]
                 method, net = cache[method_name]

@@ -124,6 +124,22 @@ def test_straightness_sees_a_straight_line_and_the_grid_that_bends_it():
     assert two_points["straightness"] > 1.01 and two_points["local_sum"] > 1e-3
 
 
+def test_straightness_refuses_bad_input_before_any_work(tmp_path):
+    # an unknown set, too few samples, or a missing trained network: exit 2 with the argument named, nothing written
+    def refused(*args: str) -> str:
+        out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "straightness.py"), *args,
+                              "--compare-runs", str(tmp_path), "--out", str(tmp_path / "out.json")], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300,
+                             env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+        assert out.returncode == 2 and not (tmp_path / "out.json").exists(), (out.returncode, out.stderr[-2000:])
+        return out.stderr
+
+    assert "--data: invalid choice: 'nope'" in refused("--data", "nope")
+    assert "--samples: expected at least 10 samples per measurement, got 3" in refused("--samples", "3")
+    missing = refused("--data", "ring", "--seeds", "0")       # tmp_path holds no networks: the real summary's tuning
+    assert "--compare-runs: 4 trained networks are missing, first " in missing and "ring-" in missing
+
+
 def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
     # a 2-step EDM from the command line, scored with a tuned sampler start and grid; a PFGM has no sigma_max
     assert subprocess.run([sys.executable, "-m", "pfgm_lite", "train", "--data", "digits", "--method", "edm",
