@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--data", nargs="+", default=list(MAIN_DATA), choices=MAIN_DATA + HELD_OUT,
-                        help="the main sets (5 seeds) or the held-out ring and spiral (run with --seeds 0 1 2)")
+                        help="the main sets or the held-out ring and spiral (both with the 5 seeds of --seeds)")
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default=str(RESULTS / "compare"))

@@ -19,7 +19,6 @@ release = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("v
 extensions = [
     "myst_nb",                       # the committed notebooks, rendered with their saved outputs
     "sphinx.ext.autodoc",            # the API reference from the package's docstrings
-    "sphinx.ext.viewcode",
     "sphinx-mathjax-offline",        # MathJax 3 bundled into _static: maths typeset without a CDN
 ]
 root_doc = "index"
@@ -27,6 +26,7 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 nb_execution_mode = "off"            # the outputs are the content: nothing is executed
 nb_ipywidgets_js = {}                # no widget JavaScript (it comes from a CDN); prepare.py put stills in place
 myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_dmath_double_inline = True      # $$...$$ inside a paragraph, as JupyterLab and GitHub read it (else $ pairs shift)
 myst_heading_anchors = 3
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
 autodoc_member_order = "bysource"
@@ -45,6 +45,8 @@ html_theme_options = {
     "use_download_button": True,
 }
 html_last_updated_fmt = None
+# the theme's first-visit mode: without it the page logs "Got invalid theme mode" (an empty mode) as a console error
+html_context = {"default_mode": "auto"}
 
 
 def literal_docstring(app, what, name, obj, options, lines):

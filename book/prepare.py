@@ -2,8 +2,8 @@
 
 - index.md: the README (the story of the series), its links rewritten to the book's pages;
 - notebooks/NN_*.ipynb: the committed notebooks, not executed; every live widget is replaced by the still that its
-  saved state holds (the figure it showed when the notebook was run), and the widget state is dropped, so no page
-  loads widget JavaScript from a CDN;
+  saved state holds (the figure it showed when the notebook was run; a progress bar becomes its last line of text),
+  and the widget state is dropped, so no page loads widget JavaScript from a CDN;
 - api.md: one section per module of pfgm_lite, from its docstrings;
 - benchmarks.md: the README's benchmarks section and, for every results file, the command, commit and device that
   wrote it.
@@ -12,6 +12,7 @@ Usage: python book/prepare.py [--out build/book/src]
 from __future__ import annotations
 
 import argparse
+import html
 import importlib
 import json
 import pkgutil
@@ -20,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from repository import repository
+from repository import SETUP_MARK, repository
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -40,6 +41,31 @@ def widget_stills(model_id: str, state: dict) -> list[dict]:
     return stills
 
 
+def progress_line(model_id: str, state: dict) -> str:
+    """A text still of a progress bar (tqdm's HBox of HTML, progress, HTML): its labels and a bar of 20 cells."""
+    model = state.get(model_id)
+    if model is None:
+        return ""
+    name, own = model["model_name"], model["state"]
+    if name == "HTMLModel":
+        return html.unescape(re.sub(r"<[^>]+>", "", own.get("value", ""))).strip()
+    if name in ("FloatProgressModel", "IntProgressModel"):
+        done = round(20 * own.get("value", 0) / own["max"]) if own.get("max") else 0
+        return "|" + "█" * done + " " * (20 - done) + "|"
+    parts = [progress_line(child.removeprefix("IPY_MODEL_"), state) for child in own.get("children", [])]
+    return " ".join(part for part in parts if part)
+
+
+def is_progress_bar(model_id: str, state: dict) -> bool:
+    """Whether a widget is a progress bar: a box of HTML labels and one progress model, nothing interactive."""
+    model = state.get(model_id, {"model_name": "", "state": {}})
+    children = [state.get(c.removeprefix("IPY_MODEL_"), {}).get("model_name") for c in model["state"].get(
+        "children", [])]
+    return (model["model_name"] == "HBoxModel" and sum(c in ("FloatProgressModel", "IntProgressModel")
+                                                       for c in children) == 1
+            and all(c in ("FloatProgressModel", "IntProgressModel", "HTMLModel") for c in children))
+
+
 def static_notebook(nb: dict) -> dict:
     """A copy of a notebook whose widget outputs are replaced by their stills, without the widget state."""
     nb = json.loads(json.dumps(nb))
@@ -47,11 +73,17 @@ def static_notebook(nb: dict) -> dict:
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
             continue
+        if "".join(cell.get("source", "")).startswith(SETUP_MARK):    # Colab's set-up: folded on the page, one click away
+            cell.setdefault("metadata", {}).setdefault("tags", []).append("hide-input")
         outputs = []
         for out in cell.get("outputs", []):
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view is None:
                 outputs.append(out)
+                continue
+            if is_progress_bar(view["model_id"], state):        # tqdm: its last text, as a console would show
+                outputs.append({"output_type": "stream", "name": "stdout",
+                                "text": progress_line(view["model_id"], state) + "\n"})
                 continue
             stills = widget_stills(view["model_id"], state)
             note = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": (
@@ -70,7 +102,10 @@ def readme_page(readme: str, blob: str) -> str:
             return match[0]
         return f"]({blob}/{target})"
 
-    text = re.sub(r"\]\(([^)\s]+)\)", lambda m: m[0] if "://" in m[1] else link(m), readme)
+    # the badges are images on mybinder.org / colab: the book fetches nothing at view time, so they become links
+    text = re.sub(r"\[!\[(Binder|Open in Colab)\]\([^)]*\)\]\(([^)]*)\)",
+                  lambda m: f"[{'Launch on Binder' if m[1] == 'Binder' else 'Open in Colab'}]({m[2]})", readme)
+    text = re.sub(r"\]\(([^)\s]+)\)", lambda m: m[0] if "://" in m[1] else link(m), text)
     text = re.sub(r"`(\d\d_[\w]+)\.ipynb`", r"[`\1.ipynb`](notebooks/\1.ipynb)", text)
     toc = "\n".join(f"notebooks/{p.stem}" for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
     return (text + "\n\n```{toctree}\n:hidden:\n:caption: Notebooks\n\n" + toc

@@ -149,6 +149,8 @@ def test_ci_runs_the_readme_test_command():
     assert test, ".ci/run must run the README's test command, `make test`, on a line of its own"
     browser = re.search(r"^(exec )?make test-browser\s*$", text, re.M)
     assert browser and browser.start() > test.start(), "the browser test runs after `make test`"
+    book = re.search(r"^(exec )?make test-book\s*$", text, re.M)
+    assert book and book.start() > browser.start(), "the book's browser test runs after the widgets'"
     assert path.stat().st_mode & 0o111, ".ci/run must be executable"
 
 

@@ -1,5 +1,5 @@
 """ruff (pyproject.toml's [tool.ruff]: pyflakes, pycodestyle's errors, import sorting) finds nothing in the package,
-the tests, the benchmarks and the notebooks; and it is a check that can fail."""
+the tests, the benchmarks, the notebooks and the book's scripts; and it is a check that can fail."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ["pfgm_lite", "tests", "benchmarks", "notebooks", "conftest.py"]
+PATHS = ["pfgm_lite", "tests", "benchmarks", "notebooks", "book", "conftest.py"]
 
 
 def ruff(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -5,7 +5,9 @@ open it in JupyterLab (served in quick mode), clear the outputs, run all cells f
 wait until every code cell has run; then, for each widget, drag its first slider and pick another
 entry of its dropdown (a preset), and check that the widget's output (the figure) changed each time.
 Anywhere on the page, "Error displaying widget" must not show, nor JupyterLab's news pop-up (the
-project's lab settings turn it off). Screenshots, before and after each action: build/screens/.
+project's lab settings turn it off). In the same notebooks, every 3D view (teaching.view3d) is drawn by plotly's
+renderer with WebGL and turns when dragged (the camera moves and the picture changes), and every animation
+(teaching.animation) shows as a GIF image with many frames. Screenshots, before and after each action: build/screens/.
 """
 from __future__ import annotations
 
@@ -129,6 +131,17 @@ def test_widget_notebooks_are_found():
     assert "00_welcome.ipynb" not in names, names              # imports ipywidgets only for its version
 
 
+def test_the_3d_views_and_animations_sit_in_notebooks_that_the_browser_test_runs():
+    """_check_3d_views runs inside the widget notebooks' test: every 3D view and animation of 02 and 05 is in one."""
+    run = {p.name for p in widget_notebooks()}
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        if cells_calling(cells, "view3d.show_scene(") or cells_calling(cells, "animation.show_gif("):
+            assert path.name in run or path.name == "06_digits.ipynb", path.name   # 06's GIF: checked in the book
+    assert cells_calling(json.loads((NOTEBOOKS / "02_charges_to_hemisphere.ipynb").read_text())["cells"],
+                         "view3d.show_scene(")
+
+
 def test_widget_cells_reads_imports_and_calls():
     def nb(*sources):
         return {"cells": [{"cell_type": "code", "source": s, "outputs": []} for s in sources]}
@@ -243,6 +256,51 @@ def _drag_slider(page, root, index: int) -> tuple[str, str]:
     page.mouse.move(target, y, steps=8)
     page.mouse.up()
     return before, handle.get_attribute("aria-valuenow")
+
+
+def cells_calling(cells: list[dict], call: str) -> list[int]:
+    """Indices (among all cells) of the code cells whose source calls `call`, e.g. "view3d.show_scene(" ."""
+    return [i for i, c in enumerate(cells) if c["cell_type"] == "code" and call in "".join(c["source"])]
+
+
+def _camera(plot) -> str:
+    return plot.evaluate("el => JSON.stringify(el._fullLayout.scene.camera.eye)")
+
+
+def _rotate_3d(page, plot, name: str, screens: Path, timeout: float) -> str:
+    """Drag across a plotly 3D scene; the camera must move and the picture change. Returns a description."""
+    plot.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)                                          # let the first WebGL frame settle
+    eye, before = _camera(plot), plot.screenshot(path=str(screens / f"{name}-before.png"))
+    box = plot.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + box["width"] / 4, y + 20, steps=10)
+    page.mouse.up()
+    assert wait_until(lambda: _camera(plot) != eye, timeout), f"{name}: dragging did not turn the camera ({eye})"
+    page.wait_for_timeout(500)
+    after = plot.screenshot(path=str(screens / f"{name}-after.png"))
+    assert after != before, f"{name}: the camera moved but the picture did not change"
+    return f"camera {eye} -> {_camera(plot)}"
+
+
+def _check_3d_views(page, cells: list[dict], stem: str, screens: Path, timeout: float) -> None:
+    all_cells = page.locator(".jp-Notebook .jp-Cell")
+    for index in cells_calling(cells, "view3d.show_scene("):
+        cell, name = all_cells.nth(index), f"{stem}-cell{index}-3d"
+        plot = cell.locator(".js-plotly-plot")
+        drawn = wait_until(lambda: plot.count() and plot.first.locator("canvas").count(), timeout)
+        assert drawn, (f"{name}: no plotly 3D view in the output (JupyterLab showed the still instead?); it reads:\n"
+                       f"{cell.locator('.jp-Cell-outputArea').inner_text()[:1000]}")
+        text = cell.locator(".jp-Cell-outputArea").inner_text()
+        assert "WebGL" not in text, f"{name}: {text[:500]}"
+        print(f"{name}: " + _rotate_3d(page, plot.first, name, screens, timeout))
+    for index in cells_calling(cells, "animation.show_gif("):
+        img = all_cells.nth(index).locator(".jp-OutputArea-output img")
+        assert wait_until(lambda: img.count(), timeout), f"{stem}, cell {index}: the animation shows no image"
+        width, src = img.first.evaluate("i => [i.naturalWidth, i.src.slice(0, 40)]")
+        assert width > 0 and "R0lGOD" in src, f"{stem}, cell {index}: not a GIF that loaded ({width}, {src})"
 
 
 def _exercise(page, root, name: str, timeout: float, screens: Path, label: str, act) -> str:
@@ -365,6 +423,8 @@ def test_widgets_redraw_in_jupyterlab(notebook, browser, lab, timeout, screens):
                 print(f"{name}: " + _exercise(page, root, name, timeout, screens, "dropdown", pick))
                 actions += 1
             assert actions, f"{name}: the widget has no slider or dropdown to exercise:\n{root.inner_text()[:500]}"
+
+        _check_3d_views(page, cells, stem, screens, timeout)
 
         assert not _news_toasts(page), f"JupyterLab's news pop-up shows: {_news_toasts(page)}"
         page.screenshot(path=str(screens / f"{stem}-lab-end.png"))
