@@ -112,7 +112,8 @@ $(BOOK_STAMP): pyproject.toml $(STAMP)
 
 book: $(BOOK_STAMP)
 	$(BIN)/python book/prepare.py --out build/book/src
-	$(BIN)/python -m sphinx -b html -c book -q -W --keep-going build/book/src build/book/html
+	rm -rf build/book/html
+	$(BIN)/python -m sphinx -b html -c book -q -W --keep-going -d build/book/doctrees build/book/src build/book/html
 	@echo "the book: build/book/html/index.html"
 
 # The built book in headless Chromium, served from a loopback port; screenshots in build/book-screens/.

@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 from pfgm_lite import data, digits, recipes, sampling, train  # noqa: E402
+from pfgm_lite.checks import check_positive  # noqa: E402
 from pfgm_lite.methods import Denoiser  # noqa: E402
 
 
@@ -54,6 +55,15 @@ def main() -> None:
                         help="comma-separated solver:steps (rk45 without steps); default: the table of notebook 06")
     args = parser.parse_args()
     runs = [samplers_of(item) for item in args.samplers.split(",")]      # a bad list fails before any work
+    for flag, value in (("--rho", args.rho), ("--sigma-max", args.sigma_max)):
+        if value is not None:
+            try:
+                check_positive(flag, value)
+            except ValueError as error:
+                parser.error(str(error))
+    if args.rho is not None and all(solver == "rk45" for solver, _ in runs):
+        parser.error("--rho sets the fixed-step solvers' grid (euler, heun); --samplers holds only rk45, which "
+                     "chooses its own steps")
 
     method, net, ckpt = train.load_model(args.checkpoint, device="cpu")
     if args.sigma_max is not None:               # sampler settings: the network stays the same
@@ -62,8 +72,6 @@ def main() -> None:
                          f"{ckpt['method']['name']}")
         method.sigma_max = args.sigma_max
     if args.rho is not None:
-        if args.rho <= 0:
-            parser.error(f"--rho must be > 0, got {args.rho:g}")
         method.rho = args.rho
     if args.sigma_max is not None or args.rho is not None:
         settings = (f"sigma_max {method.sigma_max:g}, " if isinstance(method, Denoiser) else "") + f"rho {method.rho:g}"

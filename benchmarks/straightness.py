@@ -191,7 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--compare-runs: {runs} is not a folder; run benchmarks/compare.py first")
     if args.samples < 10:
         parser.error(f"--samples: expected at least 10 samples per measurement, got {args.samples}")
-    tuned = json.loads(summary_path.read_text())["tuned"]
+    for flag, values in (("--data", args.data), ("--seeds", args.seeds)):
+        if len(set(values)) != len(values):
+            parser.error(f"{flag}: each value once, got {' '.join(map(str, values))}")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        parser.error(f"--out: expected a file to write in an existing, writable folder, got {out}")
+    try:
+        tuned = json.loads(summary_path.read_text())["tuned"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        parser.error(f"--summary: {summary_path} is not compare.py's summary (no 'tuned' settings: {error!r})")
     missing = [str(folder / "checkpoint.pt") for name in args.data for seed in args.seeds
                for folder in {network_folder(runs, name, method, tuned, seed) for _, method, _, _ in configurations(tuned)}
                if not (folder / "checkpoint.pt").exists()]

@@ -45,7 +45,12 @@ SETUP_MARK = "# Colab or a bare Jupyter: fetch the repository and install pfgm_l
 
 
 def setup_cell(repo: Repository) -> str:
-    """The first code cell of every notebook: on Colab (no pfgm_lite) clone and install; locally do nothing."""
+    """The first code cell of every notebook: where pfgm_lite cannot be imported, find it or fetch it.
+
+    In a checkout whose kernel lacks the package (another environment), use the checkout itself (`..`); on Colab (a
+    notebook alone) clone the repository's branch once and install it; with pfgm_lite installed (make lab, Binder,
+    nbval) do nothing. On Colab it also enters the clone's notebooks/, where ../benchmarks/results is found.
+    """
     return f'''{SETUP_MARK} (locally and under nbval: nothing)
 import importlib.util
 import os
@@ -53,9 +58,14 @@ import subprocess
 import sys
 
 if importlib.util.find_spec("pfgm_lite") is None:
-    subprocess.run(["git", "clone", "--depth", "1", "{repo.url}"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--editable", "{repo.name}"], check=True)
-    sys.path.insert(0, os.path.abspath("{repo.name}"))    # this kernel sees the new install without a restart
+    if os.path.isfile("../pfgm_lite/__init__.py"):   # a checkout, run by a kernel without the package: use it
+        sys.path.insert(0, os.path.abspath(".."))
+    else:                                             # Colab: the notebook came alone
+        if not os.path.isdir("{repo.name}"):
+            subprocess.run(["git", "clone", "--depth", "1", "--branch", "{repo.branch}",
+                            "{repo.url}"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--editable", "{repo.name}"], check=True)
+        sys.path.insert(0, os.path.abspath("{repo.name}"))   # this kernel sees the new install without a restart
 if not os.path.isdir("../benchmarks/results") and os.path.isdir("{repo.name}/notebooks"):
     os.chdir("{repo.name}/notebooks")           # the notebooks read ../benchmarks/results (after a restart too)'''
 

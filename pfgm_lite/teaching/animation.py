@@ -13,8 +13,8 @@ import io
 import numpy as np
 import torch
 
-from ..checks import check_int
-from .plotting import image_grid
+from ..checks import check_int, check_positive, check_tensor
+from .plotting import image_grid, stacked_trajectory
 
 GIF_SIGNATURE = b"GIF89a"
 
@@ -56,11 +56,17 @@ def flow_gif(trajectory, data: torch.Tensor | None = None, lim: float | None = N
     lim:        the axes' half-width; None follows the flow (1.1 times the frame's 95th percentile of |x_i|, at
                 least 1.1 times the data's largest |x_i|): the prior is heavy-tailed, so a fixed box shows little
     """
-    xs = torch.stack([x for x, _ in trajectory])[:, :n_points].double().numpy()      # (T, B, 2)
+    if data is not None:
+        check_tensor("data", data, ndim=2, last_dim=2)
+    if lim is not None:
+        lim = check_positive("lim", lim)
+    check_int("n_points", n_points)
+    xs, zs = stacked_trajectory(trajectory)
     if xs.ndim != 3 or xs.shape[-1] != 2:
-        raise ValueError(f"trajectory must hold (x (B, 2), z (B,)) pairs, got x of shape {xs.shape[1:]}")
-    heights = [float(torch.as_tensor(z).double().median()) for _, z in trajectory]
-    target = None if data is None else data.double().numpy()
+        raise ValueError(f"trajectory must hold (x (B, 2), z (B,)) pairs, got x of shape {tuple(xs.shape[1:])}")
+    xs = xs[:, :n_points].numpy()                                                     # (T, B, 2)
+    heights = zs.median(dim=1).values.tolist()
+    target = None if data is None else data.detach().cpu().double().numpy()
     floor = 1.0 if target is None else max(1e-3, float(np.abs(target).max()))
     limits = [lim or 1.1 * max(floor, float(np.quantile(np.abs(x), 0.95))) for x in xs]
 
@@ -85,12 +91,13 @@ def image_flow_gif(trajectory, nrow: int = 4) -> bytes:
     trajectory: sequence of (x (B, C, H, W), z (B,)) from sampling.sample(..., return_trajectory=True); every image
                 of every frame is scaled by its own largest |value| (far up, |x| is of the order of z)
     """
-    xs = torch.stack([x for x, _ in trajectory]).double()                             # (T, B, C, H, W)
+    check_int("nrow", nrow)
+    xs, zs = stacked_trajectory(trajectory)                                           # (T, B, C, H, W), (T, B)
     if xs.ndim != 5:
         raise ValueError(f"trajectory must hold (x (B, C, H, W), z (B,)) pairs, got x of shape {tuple(xs.shape[1:])}")
     scale = xs.abs().amax(dim=(2, 3, 4), keepdim=True).clamp_min(1e-12)
     grids = [image_grid(frame, nrow=nrow, pad_value=-1.0) for frame in xs / scale]
-    heights = [float(torch.as_tensor(z).double().median()) for _, z in trajectory]
+    heights = zs.median(dim=1).values.tolist()
 
     def draw(ax, k):
         ax.imshow(grids[k][0].numpy(), cmap="gray_r", vmin=-1, vmax=1)

@@ -46,6 +46,21 @@ def _cut_at_radius(path: np.ndarray, radius: float | None) -> list[np.ndarray]:
     return lines
 
 
+def stacked_trajectory(trajectory) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sampler's trajectory as two float64 CPU tensors: x (T, B, ...) and the heights z (T, B).
+
+    trajectory: a non-empty sequence of (x (B, ...), z (B,) or a number), as sampling.sample(..., return_trajectory=True)
+    returns it
+    """
+    states = list(trajectory)
+    if not states or not all(isinstance(s, (tuple, list)) and len(s) == 2 for s in states):
+        raise ValueError("trajectory must be a non-empty sequence of (x, z) pairs, e.g. sampling.sample(..., "
+                         f"return_trajectory=True).trajectory; got {type(trajectory).__name__} of {len(states)} items")
+    xs = torch.stack([torch.as_tensor(x).detach().cpu().double() for x, _ in states])
+    zs = torch.stack([torch.as_tensor(z).detach().cpu().double().expand(xs.shape[1]) for _, z in states])
+    return xs, zs
+
+
 def plot_paths(ax, path, radius: float | None = None, colors=None, lw: float = 0.8, alpha: float = 1.0) -> None:
     """Draw field lines on 2D axes (D = 2: the (x, z) half-plane) or 3D axes (D = 3: (x1, x2, z)).
 

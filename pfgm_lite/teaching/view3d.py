@@ -1,7 +1,7 @@
 """The augmented space of 2D data in 3D: charges on z = 0, field lines, the hemisphere, flows back to the data.
 
 One scene, two renderings: a rotatable plotly figure (JupyterLab, and the book) and a matplotlib still of the same
-traces from the same viewpoint (GitHub's viewer, which runs no JavaScript; nbval; print). `show_scene` publishes
+traces from the same viewpoint (GitHub's viewer, which runs no JavaScript; nbval). `show_scene` publishes
 both in one output, and each front end shows the richest it can.
 
 Why plotly: its JupyterLab renderer ships inside the Python package (no CDN, works offline), a figure is a small
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..checks import check_positive, check_tensor
-from .plotting import _cut_at_radius
+from ..checks import check_int, check_positive, check_tensor
+from .plotting import _cut_at_radius, stacked_trajectory
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -105,8 +105,11 @@ def trajectory_scene(trajectory, data: torch.Tensor | None = None, every: int = 
     data:       (M, 2) training points, drawn a factor 2 below the lowest height of the paths (log10 z 0.3 lower)
     every:      draw every `every`-th path
     """
-    xs = torch.stack([x for x, _ in trajectory]).double()                 # (T, B, 2)
-    zs = torch.stack([torch.as_tensor(z).expand(xs.shape[1]) for _, z in trajectory]).double()  # (T, B)
+    every = check_int("every", every)
+    if data is not None:
+        check_tensor("data", data, ndim=2, last_dim=2)
+        data = data.detach().cpu().double()
+    xs, zs = stacked_trajectory(trajectory)                                # (T, B, 2), (T, B)
     if xs.ndim != 3 or xs.shape[-1] != 2:
         raise ValueError(f"trajectory must hold (x (B, 2), z (B,)) pairs, got x of shape {tuple(xs.shape[1:])}")
     h = torch.log10(zs.clamp_min(1e-12))
@@ -116,9 +119,8 @@ def trajectory_scene(trajectory, data: torch.Tensor | None = None, every: int = 
     items = [Curves(paths, "backward trajectories", "#7f7f7f", 1.0),
              Points(start, "start: the prior", "#d62728", 2.5), Points(end, "end: the samples", "#1f77b4", 2.5)]
     if data is not None:
-        check_tensor("data", data, ndim=2, last_dim=2)
         floor = float(h.min()) - 0.3                      # a factor 2 below the lowest height: the samples stay visible
-        items.insert(0, Points(np.c_[data.double().numpy(), np.full(len(data), floor)], "training data", "#2ca02c",
+        items.insert(0, Points(np.c_[data.numpy(), np.full(len(data), floor)], "training data", "#2ca02c",
                                1.5))
     return Scene(title or f"{len(paths)} backward trajectories, from the prior down to the data", items,
                  height_label="log10 z")
@@ -131,12 +133,14 @@ def plotly_figure(scene: Scene):
     traces = []
     for item in scene.items:
         if isinstance(item, Curves):                     # one trace per item: paths joined with None gaps
-            xyz = np.concatenate([np.vstack([p, np.full((1, 3), np.nan)]) for p in item.paths])
+            gap = np.full((1, 3), np.nan, dtype=np.float32)
+            xyz = np.concatenate([np.vstack([p.astype(np.float32), gap]) for p in item.paths])
             traces.append(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="lines", name=item.name,
                                        line={"color": item.color, "width": item.width}, connectgaps=False,
                                        hoverinfo="skip"))
         else:
-            traces.append(go.Scatter3d(x=item.points[:, 0], y=item.points[:, 1], z=item.points[:, 2],
+            points = item.points.astype(np.float32)
+            traces.append(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2],
                                        mode="markers", name=item.name,
                                        marker={"color": item.color, "size": item.size}))
     elev, azim = math.radians(scene.elev), math.radians(scene.azim)

@@ -17,6 +17,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT, free_port, wait_until
 
@@ -29,7 +30,8 @@ PAGES = sorted(str(p.relative_to(SITE)) for p in SITE.rglob("*.html") if not p.r
                .startswith("_static")) if SITE.is_dir() else []
 NOTEBOOK_PAGES = [p for p in PAGES if p.startswith("notebooks/")]
 # text that MathJax would have turned into maths: TeX commands or delimiters left in the page's prose
-RAW_TEX = r"\\(frac|nabla|mathbf|mathrm|sqrt|int|sum|partial|left|right|begin|sigma|rho|theta|varepsilon)\b|\$\$|\\\(|\\\["
+RAW_TEX = (r"\\(frac|nabla|mathbf|mathrm|sqrt|int|sum|partial|left|right|begin|sigma|rho|theta|varepsilon)\b"
+           r"|\$\$|\\\(|\\\[|\$[^$\s][^$]*[_^\\][^$]*\$")    # the last: inline $...$ with a sub/superscript or a command
 
 RAW_TEX_JS = """(pattern) => {
   const re = new RegExp(pattern), skip = ["PRE", "CODE", "SCRIPT", "STYLE", "TEXTAREA", "MJX-CONTAINER", "SAMP"];
@@ -174,7 +176,9 @@ def test_the_pages_hold_what_the_book_promises():
     for page in ("05_sampling", "06_digits"):                  # the animations play on the site: GIF files
         html = (SITE / "notebooks" / f"{page}.html").read_text()
         images = [SITE / "notebooks" / src for src in re.findall(r'<img[^>]+src="([^"]+)"', html)]
-        assert any(i.is_file() and i.read_bytes()[:6] == b"GIF89a" for i in images), f"{page}: no GIF on its page"
+        gifs = [i for i in images if i.is_file() and i.read_bytes()[:6] == b"GIF89a"]
+        assert gifs, f"{page}: no GIF on its page"
+        assert all(Image.open(i).n_frames > 10 for i in gifs), f"{page}: a GIF with too few frames to be an animation"
     api = (SITE / "api.html").read_text()
     for module in ("pfgm_lite.field", "pfgm_lite.sampling.ode", "pfgm_lite.methods.pfgm", "pfgm_lite.train"):
         assert f'id="module-{module}"' in api, module

@@ -7,13 +7,15 @@ entry of its dropdown (a preset), and check that the widget's output (the figure
 Anywhere on the page, "Error displaying widget" must not show, nor JupyterLab's news pop-up (the
 project's lab settings turn it off). In the same notebooks, every 3D view (teaching.view3d) is drawn by plotly's
 renderer with WebGL and turns when dragged (the camera moves and the picture changes), and every animation
-(teaching.animation) shows as a GIF image with many frames. Screenshots, before and after each action: build/screens/.
+(teaching.animation) shows as a GIF image of more than 10 frames. Screenshots, before and after each action: build/screens/.
 """
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import hashlib
+import io
 import json
 import re
 import time
@@ -21,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT, http_get, wait_until
 
@@ -289,6 +292,11 @@ def _check_3d_views(page, cells: list[dict], stem: str, screens: Path, timeout: 
     all_cells = page.locator(".jp-Notebook .jp-Cell")
     for index in cells_calling(cells, "view3d.show_scene("):
         cell, name = all_cells.nth(index), f"{stem}-cell{index}-3d"
+        # plotly's renderer shows the bundle's still first and builds the figure when the mouse enters it
+        still = cell.locator(".jp-RenderedPlotly img.plot-img")
+        assert wait_until(lambda: still.count(), timeout), f"{name}: plotly's renderer shows nothing"
+        cell.scroll_into_view_if_needed()
+        still.first.dispatch_event("mouseenter")                # what a mouse moving over it sends
         plot = cell.locator(".js-plotly-plot")
         drawn = wait_until(lambda: plot.count() and plot.first.locator("canvas").count(), timeout)
         assert drawn, (f"{name}: no plotly 3D view in the output (JupyterLab showed the still instead?); it reads:\n"
@@ -299,8 +307,12 @@ def _check_3d_views(page, cells: list[dict], stem: str, screens: Path, timeout: 
     for index in cells_calling(cells, "animation.show_gif("):
         img = all_cells.nth(index).locator(".jp-OutputArea-output img")
         assert wait_until(lambda: img.count(), timeout), f"{stem}, cell {index}: the animation shows no image"
-        width, src = img.first.evaluate("i => [i.naturalWidth, i.src.slice(0, 40)]")
-        assert width > 0 and "R0lGOD" in src, f"{stem}, cell {index}: not a GIF that loaded ({width}, {src})"
+        width, src = img.first.evaluate("i => [i.naturalWidth, i.src]")
+        assert width > 0 and src.startswith("data:image/png;base64,R0lGOD"), \
+            f"{stem}, cell {index}: not a GIF that loaded ({width}, {src[:40]})"
+        frames = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).n_frames
+        assert frames > 10, f"{stem}, cell {index}: the GIF has {frames} frames, too few to be an animation"
+        print(f"{stem}, cell {index}: a GIF of {frames} frames, {width} px wide")
 
 
 def _exercise(page, root, name: str, timeout: float, screens: Path, label: str, act) -> str:
