@@ -124,8 +124,9 @@ def build_method(method_name: str, train_data: torch.Tensor, setting: dict | Non
 
 
 def trained_network(method_name: str, setting: dict | None, name: str, seed: int, config: train.TrainConfig,
-                    runs: Path, progress: bool):
-    """(method, EMA network, train seconds, train config): trained on toy_data(name, seed), or loaded from runs/."""
+                    runs: Path, progress: bool, load_only: bool = False):
+    """(method, EMA network, train seconds, train config): trained on toy_data(name, seed), or loaded from runs/
+    (load_only: only loaded; a missing or unfinished network raises instead of being trained)."""
     train_data = recipes.toy_data(name, seed=seed)
     method = build_method(method_name, train_data, setting)
     if not isinstance(method, PFGM):
@@ -134,11 +135,16 @@ def trained_network(method_name: str, setting: dict | None, name: str, seed: int
     timing = folder / "train_seconds.json"            # the time of the training itself, kept for later loads
     start = time.perf_counter()
     net = recipes.toy_network(extra=method.extra_outputs, seed=seed)
-    result = train.train_or_load(method, net, train_data, replace(config, seed=seed), out_dir=folder,
-                                 progress=progress)
+    if load_only:
+        result = train.load_trained(method, net, train_data, replace(config, seed=seed), out_dir=folder)
+    else:
+        result = train.train_or_load(method, net, train_data, replace(config, seed=seed), out_dir=folder,
+                                     progress=progress)
     seconds = time.perf_counter() - start
     if timing.exists():
         seconds = json.loads(timing.read_text())["seconds"]
+    elif load_only:
+        seconds = None                                # a load's time is not a training time
     else:
         write_json(timing, dict(seconds=seconds, steps=config.steps, threads=torch.get_num_threads()))
     return method, result.ema, seconds, config

@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, method_name, setting, lever in configurations(tuned):
                 training = tuned["pfgmpp"]["ode"] if method_name == "pfgmpp" else None
                 if method_name not in cache:
-                    cache[method_name] = trained_network(method_name, training, name, seed, config, runs, False)[:2]
+                    cache[method_name] = trained_network(method_name, training, name, seed, config, runs, False,
+                                                        load_only=True)[:2]
                 method, net = cache[method_name]
                 scorer = Scorer(name, n, max_norm, seed)      # re-seeded: every configuration meets the same test draws
                 row = measure(method, lambda m, net=net: m.predictor(net), setting, n, seed, scorer, scale, ref_steps,

@@ -362,11 +362,35 @@ def train_or_load(method: Method, net: nn.Module, data: torch.Tensor, config: Tr
         return train(method, net, data, config, out_dir=out_dir, progress=progress, labels=labels)
     if int(ckpt["step"]) < config.steps:           # the same run, interrupted: go on from where it stopped
         return train(method, net, data, config, out_dir=out_dir, resume=path, progress=progress, labels=labels)
+    return _finished_result(ckpt, net, config, path)
+
+
+def _finished_result(ckpt: dict, net: nn.Module, config: TrainConfig, path: Path) -> TrainResult:
     load_weights(net, ckpt["net"], path)
     ema = copy.deepcopy(net).requires_grad_(False)
     load_weights(ema, ckpt["ema"], path)
     device = pick_device(config.device)
     return TrainResult(net=net.to(device), ema=ema.to(device), losses=list(ckpt["losses"]), step=int(ckpt["step"]))
+
+
+def load_trained(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfig,
+                 out_dir: str | Path) -> TrainResult:
+    """Load out_dir/checkpoint.pt, a finished run of this method, network, config and data; never trains.
+
+    For measurements that must use the networks another script trained: a missing checkpoint raises
+    FileNotFoundError, one of another run or one that stopped before config.steps raises ValueError.
+    """
+    path = Path(out_dir) / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"out_dir: expected a trained network at {path}, found none")
+    ckpt = load_checkpoint(path)
+    differ = _mismatch(ckpt, method, net, config, fingerprint(data))
+    if differ:
+        raise ValueError(f"{path} holds another run than the one asked for: {'; '.join(differ)} differ")
+    if int(ckpt["step"]) < config.steps:
+        raise ValueError(f"{path} stopped at step {int(ckpt['step'])} of {config.steps}: finish it first "
+                         f"(train_or_load resumes it)")
+    return _finished_result(ckpt, net, config, path)
 
 
 def step_flops(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_size: int) -> dict[str, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pfgm_lite import recipes
+from pfgm_lite import recipes, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,6 +89,8 @@ def test_compare_quick_tunes_on_validation_then_pairs_every_method_and_resumes(t
     assert "tuned" not in again and "best SW" not in again
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
     # straightness.py measures the paths of those networks (loaded, not retrained) and pairs PFGM's levers
+    checkpoints = {c: c.read_bytes() for c in (tmp_path / "runs").glob("*/checkpoint.pt")}
+    assert checkpoints
     run("straightness.py", "--quick", "--compare-runs", str(tmp_path / "runs"), "--summary",
         str(tmp_path / "summary.json"), "--data", "moons", "--seeds", "0", "1", "--out", str(tmp_path / "s.json"),
         cwd=tmp_path)
@@ -96,10 +98,18 @@ def test_compare_quick_tunes_on_validation_then_pairs_every_method_and_resumes(t
     labels = {r["label"] for r in paths["rows"]}
     assert {"pfgm rho (tuned)", "edm", "pfgmpp", "flow matching", "pfgm radius clip"} <= labels
     assert {r["lever"] for r in paths["rows"]} == {"tuned", "grid", "start height", "prior's tail"}
+    assert {c: c.read_bytes() for c in (tmp_path / "runs").glob("*/checkpoint.pt")} == checkpoints  # none rewritten
     for r in paths["rows"]:
-        assert r["seeds"] == [0, 1] and len(r["local_mean"]) == 20 and r["straightness_mean"] >= 1 - 1e-9
+        assert r["seeds"] == [0, 1] and len(r["local_mean"]) == 20
         assert r["ref_check_mean"] < r["global_error_mean"]              # the reference beats 20 Euler steps
-    assert {p["b"] for p in paths["pairs"]} == {"pfgm rho (tuned)"} and paths["pairs"]
+    # every configuration is paired with the tuned PFGM seed by seed: the interval is that of the per-seed
+    # differences of the logs (pairing the wrong seeds, or taking means first, gives another interval)
+    by_label = {r["label"]: r for r in paths["rows"] if r["data"] == "moons"}
+    assert {p["a"] for p in paths["pairs"]} == set(by_label) - {"pfgm rho (tuned)"}
+    for p in paths["pairs"]:
+        a, b = by_label[p["a"]][p["stat"]], by_label["pfgm rho (tuned)"][p["stat"]]
+        mean, low, high = stats.t_interval([math.log(x) - math.log(y) for x, y in zip(a, b)])
+        assert (p["diff_mean"], p["ci_low"], p["ci_high"]) == pytest.approx((mean, low, high), rel=1e-9, abs=1e-12)
 
 
 def test_straightness_sees_a_straight_line_and_the_grid_that_bends_it():

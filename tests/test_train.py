@@ -29,6 +29,7 @@ from pfgm_lite.train import (
     loss_on_batch,
     save_checkpoint,
     train,
+    load_trained,
     train_or_load,
 )
 
@@ -406,6 +407,28 @@ def test_train_or_load_resumes_an_interrupted_run(tmp_path, monkeypatch):
     resumed = train_or_load(method, small_net(seed=5), data, config, tmp_path, progress=False)
     assert resumed.step == 12 and resumed.losses == straight.losses
     assert torch.equal(flat_weights(resumed.ema), flat_weights(straight.ema))
+
+
+def test_load_trained_loads_a_finished_run_and_never_trains(tmp_path, monkeypatch):
+    method, data = moons(500)
+    config = TrainConfig(**{**SMALL, "steps": 8, "checkpoint_every": 4})
+    first = train(method, small_net(), data, config, out_dir=tmp_path / "run", progress=False)
+    monkeypatch.setattr(train_mod, "train", lambda *a, **k: pytest.fail("load_trained must never train"))
+    again = load_trained(method, small_net(seed=99), data, config, tmp_path / "run")
+    assert again.step == 8 and again.losses == first.losses
+    assert torch.equal(flat_weights(again.ema), flat_weights(first.ema))
+    with pytest.raises(FileNotFoundError, match="out_dir: expected a trained network at .*none"):
+        load_trained(method, small_net(), data, config, tmp_path / "nothing")
+    with pytest.raises(ValueError, match=r"another run .*lr: 0.001 there, 0.002 now"):
+        load_trained(method, small_net(), data, TrainConfig(**{**SMALL, "steps": 8, "checkpoint_every": 4,
+                                                                 "lr": 2e-3}), tmp_path / "run")
+    # an interrupted run (the checkpoint of step 4 of 8) is refused, not resumed
+    ckpt = load_checkpoint(tmp_path / "run")
+    ckpt["step"] = 4
+    (tmp_path / "short").mkdir()
+    torch.save(ckpt, tmp_path / "short" / "checkpoint.pt")
+    with pytest.raises(ValueError, match="stopped at step 4 of 8"):
+        load_trained(method, small_net(), data, config, tmp_path / "short")
 
 
 def test_checkpoint_records_the_data_and_what_wrote_it(tmp_path):

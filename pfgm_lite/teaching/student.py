@@ -104,14 +104,20 @@ def student_notebook(nb: dict) -> dict:
     return out
 
 
-def write_student_edition(source: str | Path = "notebooks", out: str | Path = "student") -> list[Path]:
-    """Write the student edition of every NN_*.ipynb in `source` into `out`; returns the paths written."""
-    source, out = Path(source), Path(out)
+def numbered_notebooks(source: Path, out: Path) -> list[Path]:
+    """The NN_*.ipynb of `source` in order; refuses an empty `source` and an `out` equal to it (before any work)."""
     notebooks = sorted(source.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no notebooks (NN_name.ipynb) in {source}")
     if out.resolve() == source.resolve():
-        raise ValueError(f"out must differ from source ({source}): the edition would overwrite the solutions")
+        raise ValueError(f"out must differ from source ({source}): writing there would overwrite the solutions")
+    return notebooks
+
+
+def write_student_edition(source: str | Path = "notebooks", out: str | Path = "student") -> list[Path]:
+    """Write the student edition of every NN_*.ipynb in `source` into `out`; returns the paths written."""
+    source, out = Path(source), Path(out)
+    notebooks = numbered_notebooks(source, out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
@@ -237,11 +243,7 @@ def nbgrader_notebook(nb: dict) -> dict:
 def write_nbgrader_source(source: str | Path = "notebooks", out: str | Path = "build/nbgrader") -> list[Path]:
     """Write OUT/nbgrader_config.py and OUT/source/<stem>/<stem>.ipynb for every notebook with a solution."""
     source, out = Path(source), Path(out)
-    notebooks = sorted(source.glob("[0-9][0-9]_*.ipynb"))
-    if not notebooks:
-        raise FileNotFoundError(f"no notebooks (NN_name.ipynb) in {source}")
-    if out.resolve() == source.resolve():
-        raise ValueError(f"out must differ from source ({source})")
+    notebooks = numbered_notebooks(source, out)
     written = []
     for path in notebooks:
         nb = json.loads(path.read_text(encoding="utf-8"))

@@ -173,13 +173,18 @@ def timeout() -> float:
     return browser_timeout()
 
 
+def emptied_screens(folder: Path) -> Path:
+    """`folder`, made if missing and emptied of the PNGs of an earlier run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def screens() -> Path:
     """build/screens/, emptied of the PNGs of an earlier run."""
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENS.glob("*.png"):
-        old.unlink()
-    return SCREENS
+    return emptied_screens(SCREENS)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, emptied_screens, free_port, wait_until
 
 sys.path.insert(0, str(ROOT / "book"))
 from repository import repository  # noqa: E402
@@ -68,10 +68,7 @@ def site():
 @pytest.fixture(scope="session")
 def book_screens() -> Path:
     """build/book-screens/, emptied of an earlier run's PNGs (the widget test's build/screens/ is left alone)."""
-    SCREENS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENS.glob("*.png"):
-        old.unlink()
-    return SCREENS
+    return emptied_screens(SCREENS)
 
 
 class Visit:

@@ -267,10 +267,11 @@ def cells_calling(cells: list[dict], call: str) -> list[int]:
 
 
 def _camera(plot) -> str:
-    return plot.evaluate("el => JSON.stringify(el._fullLayout.scene.camera.eye)")
+    """The eye of the camera that draws the scene now (plotly writes layout.scene.camera only on relayout)."""
+    return plot.evaluate("el => JSON.stringify(el._fullLayout.scene._scene.getCamera().eye)")
 
 
-def _rotate_3d(page, plot, name: str, screens: Path, timeout: float) -> str:
+def _rotate_3d(page, plot, name: str, screens: Path) -> str:
     """Drag across a plotly 3D scene; the camera must move and the picture change. Returns a description."""
     plot.scroll_into_view_if_needed()
     page.wait_for_timeout(500)                                          # let the first WebGL frame settle
@@ -281,33 +282,33 @@ def _rotate_3d(page, plot, name: str, screens: Path, timeout: float) -> str:
     page.mouse.down()
     page.mouse.move(x + box["width"] / 4, y + 20, steps=10)
     page.mouse.up()
-    assert wait_until(lambda: _camera(plot) != eye, timeout), f"{name}: dragging did not turn the camera ({eye})"
     page.wait_for_timeout(500)
     after = plot.screenshot(path=str(screens / f"{name}-after.png"))
+    assert _camera(plot) != eye, f"{name}: dragging did not turn the camera ({eye})"
     assert after != before, f"{name}: the camera moved but the picture did not change"
-    return f"camera {eye} -> {_camera(plot)}"
+    return f"camera eye {eye} -> {_camera(plot)}"
 
 
 def _check_3d_views(page, cells: list[dict], stem: str, screens: Path, timeout: float) -> None:
     all_cells = page.locator(".jp-Notebook .jp-Cell")
-    # Not yet run: plotly's renderer shows the bundle's still until a mouseenter, and building the figure from a
-    # synthetic one did not work in time (issue 23's note). Set PFGM_LITE_TEST_3D=1 to try it.
-    import os
-    views = cells_calling(cells, "view3d.show_scene(") if os.environ.get("PFGM_LITE_TEST_3D") == "1" else []
+    views = cells_calling(cells, "view3d.show_scene(")
     for index in views:
         cell, name = all_cells.nth(index), f"{stem}-cell{index}-3d"
-        # plotly's renderer shows the bundle's still first and builds the figure when the mouse enters it
+        # plotly's JupyterLab renderer shows the bundle's still (img.plot-img) first and builds the WebGL figure
+        # when the pointer enters the still: the test moves the pointer over it as a reader would
         still = cell.locator(".jp-RenderedPlotly img.plot-img")
         assert wait_until(lambda: still.count(), timeout), f"{name}: plotly's renderer shows nothing"
-        cell.scroll_into_view_if_needed()
-        still.first.dispatch_event("mouseenter")                # what a mouse moving over it sends
+        still.first.scroll_into_view_if_needed()
+        box = still.first.bounding_box()              # None once the graph is built (the renderer hides the still)
+        if box is not None:
+            page.mouse.move(box["x"] + box["width"] / 3, box["y"] + box["height"] / 3, steps=5)  # a mouse enters
         plot = cell.locator(".js-plotly-plot")
         drawn = wait_until(lambda: plot.count() and plot.first.locator("canvas").count(), timeout)
         assert drawn, (f"{name}: no plotly 3D view in the output (JupyterLab showed the still instead?); it reads:\n"
                        f"{cell.locator('.jp-Cell-outputArea').inner_text()[:1000]}")
         text = cell.locator(".jp-Cell-outputArea").inner_text()
         assert "WebGL" not in text, f"{name}: {text[:500]}"
-        print(f"{name}: " + _rotate_3d(page, plot.first, name, screens, timeout))
+        print(f"{name}: " + _rotate_3d(page, plot.first, name, screens))
     for index in cells_calling(cells, "animation.show_gif("):
         img = all_cells.nth(index).locator(".jp-OutputArea-output img")
         assert wait_until(lambda: img.count(), timeout), f"{stem}, cell {index}: the animation shows no image"
