@@ -26,10 +26,10 @@ from pfgm_lite.train import (
     ema_share_of_initial_weights,
     load_checkpoint,
     load_model,
+    load_trained,
     loss_on_batch,
     save_checkpoint,
     train,
-    load_trained,
     train_or_load,
 )
 
