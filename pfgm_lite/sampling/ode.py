@@ -8,7 +8,8 @@ a geometric grid in t (PFGM's official grid in z). A method with `rho` set uses 
 2022, eq. 5): t(u) = (t0^{1/rho} + u (t1^{1/rho} - t0^{1/rho}))^rho, dx/du = velocity * d log t / du.
 A method whose time variable is "linear" (velocity = dx/dt, as flow matching's) integrates dx/du = velocity * dt/du
 on equal steps in t (or the rho grid), and may run down to t = 0.
-Euler and Heun use equal steps in u; RK45 is scipy's adaptive solve_ivp (rtol = atol = 1e-4 as in the paper).
+Euler and Heun use equal steps in u; RK45 is scipy's adaptive solve_ivp (rtol = atol = 1e-4, the official code's
+solve_ivp setting).
 NFE counts network evaluations exactly (each velocity call is one batch evaluation).
 """
 from __future__ import annotations
