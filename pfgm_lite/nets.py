@@ -5,6 +5,12 @@ Both networks return a flat (B, N + extra) tensor: the N data components and `ex
 seven decades (on the moons ~4e-6 to ~13), and equally spaced log z is what the sampler walks through.
 The official PFGM configs feed raw z to a sinusoidal embedding (DDPM++) or log z to Gaussian Fourier
 features (NCSN++); we use the latter.
+
+Class-conditional networks (num_classes > 0) take class labels as a third argument, f(x, c, labels) with labels
+(B,) int64 in [0, num_classes) or NO_LABEL (-1): a learned embedding of the label, with one more entry for "no
+label" (what classifier-free guidance drops labels to), is added to the features of c. labels=None means no
+label for every row. A network with num_classes = 0 (the default, and every checkpoint made before labels) takes
+none.
 """
 from __future__ import annotations
 
@@ -27,6 +33,32 @@ def fourier_features(c: torch.Tensor, n_features: int) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
+#: the label that means "no label" (the unconditional entry of a class-conditional network)
+NO_LABEL = -1
+
+
+def label_index(labels: torch.Tensor | None, num_classes: int, batch: int, device: torch.device) -> torch.Tensor:
+    """Embedding rows of the labels: (B,) in [0, num_classes], with num_classes standing for NO_LABEL (and None)."""
+    if labels is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
+                                                                     torch.uint8):
+        raise TypeError(f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    if labels.shape != (batch,):
+        raise ValueError(f"labels must have shape ({batch},), one per row, got {tuple(labels.shape)}")
+    if batch and (labels.min() < NO_LABEL or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}) or be NO_LABEL ({NO_LABEL}), got "
+                         f"{int(labels.min())} to {int(labels.max())}")
+    labels = labels.to(device=device, dtype=torch.long)
+    return torch.where(labels == NO_LABEL, torch.full_like(labels, num_classes), labels)
+
+
+def _check_labels_allowed(net: nn.Module, labels: torch.Tensor | None) -> None:
+    if labels is not None and not net.num_classes:
+        raise ValueError(f"labels were given, but this {type(net).__name__} is unconditional (num_classes = 0); "
+                         f"build it with num_classes > 0 to condition on a class")
+
+
 def _check_n_features(n_features: int) -> None:
     """fourier_features makes 2 * (n_features // 2) features: an odd count would not match the layer sizes."""
     check_int("n_features", n_features, minimum=0)
@@ -40,25 +72,34 @@ class MLP(nn.Module):
     Layers: input (x, features(c)) -> width -> `depth` residual SiLU blocks, each also fed features(c).
     """
 
-    def __init__(self, data_dim: int, extra: int = 1, width: int = 256, depth: int = 3, n_features: int = 32):
+    def __init__(self, data_dim: int, extra: int = 1, width: int = 256, depth: int = 3, n_features: int = 32,
+                 num_classes: int = 0):
         super().__init__()
         check_int("data_dim", data_dim)
         check_int("extra", extra, minimum=0)
         check_int("width", width)
         check_int("depth", depth)
+        check_int("num_classes", num_classes, minimum=0)
         _check_n_features(n_features)
         self.config = dict(kind="mlp", data_dim=data_dim, extra=extra, width=width, depth=depth,
                            n_features=n_features)
+        if num_classes:                      # only then: the configs of unconditional checkpoints stay as they were
+            self.config["num_classes"] = num_classes
+        self.num_classes = num_classes
+        self.label_embed = nn.Embedding(num_classes + 1, n_features) if num_classes else None
         self.data_dim, self.n_features = data_dim, n_features
         self.inp = nn.Linear(data_dim + n_features, width)
         self.cond = nn.ModuleList([nn.Linear(n_features, width) for _ in range(depth)])
         self.blocks = nn.ModuleList([nn.Sequential(nn.SiLU(), nn.Linear(width, width)) for _ in range(depth)])
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(width, data_dim + extra))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
+        _check_labels_allowed(self, labels)
         emb = fourier_features(c, self.n_features)
+        if self.num_classes:
+            emb = emb + self.label_embed(label_index(labels, self.num_classes, x.shape[0], x.device))
         h = self.inp(torch.cat([x, emb], dim=1))
         for block, cond in zip(self.blocks, self.cond):
             h = h + block(h + cond(emb))
@@ -122,9 +163,10 @@ class UNet(nn.Module):
     """
 
     def __init__(self, image_channels: int = 1, image_size: int = 28, channels: tuple[int, ...] = (16, 32, 64),
-                 extra: int = 1, n_features: int = 32):
+                 extra: int = 1, n_features: int = 32, num_classes: int = 0):
         super().__init__()
         check_int("image_channels", image_channels)
+        check_int("num_classes", num_classes, minimum=0)
         check_int("image_size", image_size)
         if image_size % 4:
             raise ValueError(f"image_size must be divisible by 4, got {image_size}")
@@ -135,11 +177,15 @@ class UNet(nn.Module):
         _check_n_features(n_features)
         self.config = dict(kind="unet", image_channels=image_channels, image_size=image_size,
                            channels=list(channels), extra=extra, n_features=n_features)
+        if num_classes:                      # only then: the configs of unconditional checkpoints stay as they were
+            self.config["num_classes"] = num_classes
+        self.num_classes = num_classes
         self.shape = (image_channels, image_size, image_size)
         self.extra, self.n_features = extra, n_features
         c1, c2, c3 = channels
         self.embed = nn.Sequential(nn.Linear(n_features, 4 * n_features), nn.SiLU(),
                                    nn.Linear(4 * n_features, n_features))
+        self.label_embed = nn.Embedding(num_classes + 1, n_features) if num_classes else None
         self.inp = nn.Conv2d(image_channels, c1, 3, padding=1)
         self.down1 = ResBlock(c1, c1, n_features)
         self.down2 = ResBlock(c1, c2, n_features)
@@ -153,10 +199,13 @@ class UNet(nn.Module):
         # channels-last convolutions run about 1.3x faster on CPU; the weights load either way
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
+        _check_labels_allowed(self, labels)
         emb = self.embed(fourier_features(c, self.n_features))
+        if self.num_classes:
+            emb = emb + self.label_embed(label_index(labels, self.num_classes, x.shape[0], x.device))
         x = x.contiguous(memory_format=torch.channels_last)
         h1 = self.down1(self.inp(x), emb)                                        # H
         h2 = self.down2(nn.functional.avg_pool2d(h1, 2), emb)                    # H/2

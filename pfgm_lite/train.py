@@ -33,6 +33,7 @@ from .checks import check_int, check_positive
 from .data import fingerprint
 from .distributed import Parallel
 from .methods import Batch, Method, network_prediction
+from .nets import NO_LABEL
 from .runtime import pick_device, trim_freed_memory
 
 __all__ = ["RESUMABLE_CHANGES", "TrainConfig", "TrainResult", "draw_large_batch", "regression_pair", "loss_on_batch",
@@ -43,7 +44,7 @@ __all__ = ["RESUMABLE_CHANGES", "TrainConfig", "TrainResult", "draw_large_batch"
 #: TrainConfig fields a resumed run may change (more steps extends a run; its cosine decay follows the new total)
 RESUMABLE_CHANGES = ("steps", "device", "checkpoint_every")
 #: what a checkpoint's train_config lacks, read as: checkpoints made before the EMA warm-up trained without it
-OLD_CONFIG_DEFAULTS = {"ema_warmup": False}
+OLD_CONFIG_DEFAULTS = {"ema_warmup": False, "p_uncond": 0.0}
 
 
 @dataclass
@@ -55,6 +56,9 @@ class TrainConfig:
     with num_updates, also diffusers' EMAModel), so the random initial weights are forgotten within the first steps;
     without it d_k = ema_decay, and ema_decay^k of the EMA is still the initial weights after k steps (0.999: 13.5% at
     2000 steps). ema_decay_at(k) gives d_k; ema_share_of_initial_weights measures what is left.
+    p_uncond: with labels, the share of training points whose label is dropped to nets.NO_LABEL each step, so that
+    one network learns the conditional and the unconditional prediction (classifier-free guidance, Ho & Salimans
+    2022); 0 trains the conditional one only.
     """
 
     steps: int = 2000
@@ -69,6 +73,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 0
+    p_uncond: float = 0.0
 
     def validate(self, n_data: int) -> None:
         """Raise a clear error for a bad setting (n_data: dataset size)."""
@@ -82,6 +87,8 @@ class TrainConfig:
         check_positive("ema_decay", self.ema_decay, allow_zero=True)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not isinstance(self.p_uncond, (int, float)) or not 0 <= self.p_uncond < 1:
+            raise ValueError(f"p_uncond must be a share in [0, 1), got {self.p_uncond!r}")
         if not isinstance(self.ema_warmup, bool):
             raise TypeError(f"ema_warmup must be True or False, got {self.ema_warmup!r}")
         if not isinstance(self.device, (str, torch.device)):
@@ -140,8 +147,12 @@ def draw_large_batch(data: torch.Tensor, large_batch_size: int, generator: torch
 
 
 def regression_pair(method: Method, large_batch: torch.Tensor, batch_size: int, generator: torch.Generator,
-                    shard: slice = slice(None), large_labels: torch.Tensor | None = None):
+                    shard: slice = slice(None), large_labels: torch.Tensor | None = None, p_uncond: float = 0.0):
     """(x, t, target, labels) for the rows `shard` of the mini-batch (the first batch_size points of large_batch).
+
+    p_uncond: with labels, each mini-batch label is dropped to nets.NO_LABEL with this probability (drawn for the
+    whole mini-batch from `generator` after the perturbation, and only when p_uncond > 0, so runs without it draw
+    what they drew before); the target sees the dropped labels too.
 
     The whole mini-batch is perturbed, so the random draws (and the generator's state afterwards) are those of one
     process whatever the shard. method.target sees the whole large batch (PFGM needs all of B_L) and the shard's own
@@ -152,7 +163,11 @@ def regression_pair(method: Method, large_batch: torch.Tensor, batch_size: int, 
     y = large_batch[:batch_size]
     x, t = method.perturb(y, generator=generator)
     x, t = x[shard], t[shard]
-    labels = None if large_labels is None else large_labels[:batch_size][shard]
+    labels = None if large_labels is None else large_labels[:batch_size]
+    if labels is not None and p_uncond > 0:
+        dropped = torch.rand(batch_size, generator=generator, device=generator.device) < p_uncond
+        labels = torch.where(dropped.to(labels.device), torch.full_like(labels, NO_LABEL), labels)
+    labels = None if labels is None else labels[shard]
     batch = Batch(large=large_batch, y=y[shard], labels=labels, large_labels=large_labels)
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
         target = method.target(x, t, batch)
@@ -161,14 +176,17 @@ def regression_pair(method: Method, large_batch: torch.Tensor, batch_size: int, 
 
 def loss_on_batch(method: Method, net: nn.Module, large_batch: torch.Tensor, batch_size: int,
                   generator: torch.Generator, shard: slice = slice(None),
-                  autocast: torch.dtype | None = None, large_labels: torch.Tensor | None = None) -> torch.Tensor:
+                  autocast: torch.dtype | None = None, large_labels: torch.Tensor | None = None,
+                  p_uncond: float = 0.0) -> torch.Tensor:
     """1/2 ||net(x, t) - target||^2 averaged over the mini-batch (the first batch_size points of large_batch).
 
     shard:        the rows of the mini-batch this process trains on (regression_pair); all of them by default
     autocast:     run the network in this dtype (torch.bfloat16) under torch.autocast; the loss is in the target's dtype
     large_labels: (L,) class labels of large_batch for a class-conditional network (net(x_in, c, labels)), or None
+    p_uncond:     the share of labels dropped to nets.NO_LABEL (regression_pair)
     """
-    x, t, target, labels = regression_pair(method, large_batch, batch_size, generator, shard, large_labels)
+    x, t, target, labels = regression_pair(method, large_batch, batch_size, generator, shard, large_labels,
+                                           p_uncond)
     x_in, c = method.network_input(x, t)
     with torch.autocast(x.device.type, dtype=autocast, enabled=autocast is not None):
         prediction = network_prediction(net, x_in, c, labels)
@@ -280,7 +298,7 @@ def train(method: Method, net: nn.Module, data: torch.Tensor, config: TrainConfi
             group["lr"] = config.lr_at(step)
         model.train()
         loss = loss_on_batch(method, model, large, config.batch_size, generator, shard=shard, autocast=autocast,
-                             large_labels=large_labels)
+                             large_labels=large_labels, p_uncond=config.p_uncond)
         mean_loss = distributed.mean_over_processes(loss, parallel)   # the global mini-batch's loss, on every rank
         if not torch.isfinite(mean_loss):
             bar.close()

@@ -181,3 +181,33 @@ def test_predictor_in_chunks_gives_the_same_predictions():
     assert not torch.allclose(method.predictor(net, batch_size=4)(x.flip(0), t), whole)   # order matters: not a stub
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         method.predictor(net, batch_size=0)
+
+
+def test_the_conditional_target_is_the_field_of_the_points_own_class():
+    """With labels, PFGM's target is the exact field of the large batch's charges of that class (in float64, by
+    Coulomb's law written out), and NO_LABEL rows get the field of all charges."""
+    hp = hyperparameters_for(data.sample_toy("moons", 2000, gen(0)))
+    method = PFGM(hp, (2,))
+    large = torch.cat([torch.randn(30, 2, generator=gen(1)) - 2, torch.randn(30, 2, generator=gen(2)) + 2]).double()
+    large_labels = torch.tensor([0] * 30 + [1] * 30)
+    x = torch.zeros(6, 2, dtype=torch.float64)                     # midway between the two classes
+    z = torch.full((6,), 0.5, dtype=torch.float64)
+    labels = torch.tensor([0, 1, nets.NO_LABEL, 0, 1, nets.NO_LABEL])
+    got = method.target(x, z, Batch(large=large, labels=labels, large_labels=large_labels))
+
+    def coulomb_direction(charges):                                 # the sum of (x~ - y~) / |x~ - y~|^3 in R^3
+        diff = torch.cat([x, z[:, None]], 1)[:, None] - torch.cat([charges, torch.zeros(len(charges), 1,
+                                                                                          dtype=torch.float64)], 1)
+        e = (diff / diff.norm(dim=-1, keepdim=True) ** 3).sum(1)
+        return e / e.norm(dim=1, keepdim=True)
+
+    expected = {0: coulomb_direction(large[:30]), 1: coulomb_direction(large[30:]), -1: coulomb_direction(large)}
+    for row, label in enumerate(labels.tolist()):
+        direction = -got[row] / got[row].norm()                     # v points against the field
+        torch.testing.assert_close(direction, expected[label][row])
+    # and it matters: the two classes' fields point to opposite sides here, the unconditional one (nearly) up
+    assert got[0, 0] < 0 < got[1, 0]
+    plain = method.target(x, z, Batch(large=large))
+    torch.testing.assert_close(got[2], plain[2])
+    with pytest.raises(ValueError, match="holds no charge of class 2"):
+        method.target(x[:1], z[:1], Batch(large=large, labels=torch.tensor([2]), large_labels=large_labels))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pfgm_lite.nets import MLP, SelfAttention, UNet, build_network, count_parameters, fourier_features
+from pfgm_lite.nets import MLP, NO_LABEL, SelfAttention, UNet, build_network, count_parameters, fourier_features
 
 SMALL = (8, 16, 16)
 
@@ -126,3 +126,48 @@ def test_bad_constructor_args():
         UNet(0, 28)
     with pytest.raises(ValueError, match="unknown network kind 'resnet'"):
         build_network(dict(kind="resnet"))
+
+
+@pytest.mark.parametrize("make", [lambda: MLP(2, width=16, depth=1, num_classes=3),
+                                  lambda: UNet(1, 8, SMALL, num_classes=3)], ids=["mlp", "unet"])
+def test_a_class_conditional_network_reads_its_labels(make):
+    torch.manual_seed(0)
+    net = make()
+    shape = (4, 2) if isinstance(net, MLP) else (4, 1, 8, 8)
+    x, c = torch.randn(shape, generator=gen(1)), torch.full((4,), 0.3)
+    with torch.no_grad():
+        for p in net.label_embed.parameters():      # the embedding starts random; make its rows clearly apart
+            p.copy_(torch.randn(p.shape, generator=gen(2)))
+        by_label = [net(x, c, torch.full((4,), k)) for k in range(3)]
+        none = net(x, c)
+        no_label = net(x, c, torch.full((4,), NO_LABEL))
+    assert all(not torch.allclose(by_label[i], by_label[j]) for i in range(3) for j in range(i))
+    assert torch.equal(none, no_label)                                   # None means NO_LABEL for every row
+    assert not any(torch.allclose(none, b) for b in by_label)            # "no label" is an entry of its own
+    mixed = net(x, c, torch.tensor([0, 1, 2, NO_LABEL]))                 # each row reads its own label
+    for row, label in enumerate([0, 1, 2]):
+        torch.testing.assert_close(mixed[row], by_label[label][row])
+    rebuilt = build_network(net.config)
+    assert rebuilt.num_classes == 3 and count_parameters(rebuilt) == count_parameters(net)
+
+
+def test_unconditional_networks_keep_their_config_and_take_no_labels():
+    # the configs that every checkpoint made before labels stored: no num_classes key, and the same parameters
+    assert "num_classes" not in MLP(2).config and "num_classes" not in UNet().config
+    assert count_parameters(MLP(2, num_classes=0)) == count_parameters(MLP(2))
+    with pytest.raises(ValueError, match=r"labels were given, but this MLP is unconditional \(num_classes = 0\)"):
+        MLP(2, width=8, depth=1)(torch.randn(3, 2), torch.zeros(3), torch.zeros(3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("labels, error, message", [
+    (torch.tensor([0, 1, 3]), ValueError, r"labels must lie in \[0, 3\) or be NO_LABEL \(-1\), got 0 to 3"),
+    (torch.tensor([0, -2, 1]), ValueError, r"labels must lie in \[0, 3\) or be NO_LABEL \(-1\), got -2 to 1"),
+    (torch.tensor([0.0, 1.0, 2.0]), TypeError, "labels must be an integer tensor, got torch.float32"),
+    (torch.tensor([0, 1]), ValueError, r"labels must have shape \(3,\), one per row, got \(2,\)"),
+])
+def test_bad_labels_are_refused(labels, error, message):
+    net = MLP(2, width=8, depth=1, num_classes=3)
+    with pytest.raises(error, match=message):
+        net(torch.randn(3, 2), torch.zeros(3), labels)
+    with pytest.raises(ValueError, match="num_classes must be >= 0, got -1"):
+        MLP(2, num_classes=-1)

@@ -19,7 +19,7 @@ import pfgm_lite
 import pfgm_lite.train as train_mod
 from pfgm_lite.data import fingerprint, sample_toy
 from pfgm_lite.methods import PFGM, Batch
-from pfgm_lite.nets import MLP
+from pfgm_lite.nets import MLP, NO_LABEL
 from pfgm_lite.perturb import hyperparameters_for
 from pfgm_lite.train import (
     TrainConfig,
@@ -28,6 +28,7 @@ from pfgm_lite.train import (
     load_model,
     load_trained,
     loss_on_batch,
+    regression_pair,
     save_checkpoint,
     train,
     train_or_load,
@@ -547,18 +548,15 @@ def test_bad_callback_every_and_unwritable_out_dir(tmp_path):
 
 
 class LabelledNet(MLP):
-    """A class-conditional MLP for the plumbing tests: adds a learned offset per class; records the labels it gets."""
-
-    num_classes = 3
+    """A class-conditional MLP of 3 classes for the plumbing tests that records the labels it gets."""
 
     def __init__(self):
-        super().__init__(2, width=16, depth=1)
-        self.offset = torch.nn.Embedding(self.num_classes, 3)
+        super().__init__(2, width=16, depth=1, num_classes=3)
         self.seen: list[torch.Tensor] = []
 
-    def forward(self, x, c, labels):
+    def forward(self, x, c, labels=None):
         self.seen.append(labels)
-        return super().forward(x, c) + self.offset(labels)
+        return super().forward(x, c, labels)
 
 
 def test_labels_travel_with_their_points():
@@ -597,3 +595,56 @@ def test_bad_labels(labels, net, error, message):
     with pytest.raises(error, match=message):
         train(method, LabelledNet() if net else small_net(), data, TrainConfig(**SMALL), progress=False,
               labels=labels)
+
+
+def test_p_uncond_drops_labels_for_the_whole_mini_batch_and_draws_nothing_when_zero():
+    method, data = moons(500)
+    labels = torch.arange(500) % 3
+    large = data[:256]
+    pairs = {}
+    for p_uncond in (0.0, 0.5):
+        g = gen(3)
+        x, t, target, got = regression_pair(method, large, 128, g, large_labels=labels[:256], p_uncond=p_uncond)
+        pairs[p_uncond] = (x, got, g.get_state())
+    # p_uncond = 0: the labels as given, and the generator where a run without labels leaves it
+    g_plain = gen(3)
+    x_plain, *_ = regression_pair(method, large, 128, g_plain)
+    assert torch.equal(pairs[0.0][1], labels[:128]) and torch.equal(pairs[0.0][2], g_plain.get_state())
+    assert torch.equal(pairs[0.0][0], x_plain)
+    # p_uncond = 0.5: the same perturbation, about half the labels dropped to NO_LABEL, the others kept
+    x, got, _ = pairs[0.5]
+    dropped = got == NO_LABEL
+    assert torch.equal(x, x_plain) and 40 < int(dropped.sum()) < 88          # Binomial(128, 1/2): mean 64, sd 5.7
+    assert torch.equal(got[~dropped], labels[:128][~dropped])
+    # a shard sees the rows of the whole mini-batch's draw
+    _, _, _, half = regression_pair(method, large, 128, gen(3), shard=slice(64, 128), large_labels=labels[:256],
+                                    p_uncond=0.5)
+    assert torch.equal(half, got[64:])
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, 1.5, "0.1"])
+def test_p_uncond_must_be_a_share(value):
+    method, data = moons(500)
+    with pytest.raises(ValueError, match=r"p_uncond must be a share in \[0, 1\)"):
+        train(method, LabelledNet(), data, TrainConfig(**{**SMALL, "p_uncond": value}), progress=False,
+              labels=torch.arange(500) % 3)
+
+
+def test_a_conditional_run_saves_and_reloads_and_old_configs_still_match(tmp_path):
+    method, data = moons(500)
+    labels = torch.arange(500) % 3
+    config = TrainConfig(**{**SMALL, "steps": 6, "p_uncond": 0.2})
+    first = train_or_load(method, MLP(2, width=16, depth=1, num_classes=3), data, config, tmp_path / "run",
+                          progress=False, labels=labels)
+    again = load_trained(method, MLP(2, width=16, depth=1, num_classes=3), data, config, tmp_path / "run")
+    assert torch.equal(flat_weights(again.ema), flat_weights(first.ema))
+    assert load_checkpoint(tmp_path / "run")["network"]["num_classes"] == 3
+    with pytest.raises(ValueError, match="the network"):            # an unconditional network is another run
+        load_trained(method, MLP(2, width=16, depth=1), data, config, tmp_path / "run")
+    # a checkpoint written before p_uncond existed (no such key) matches a run with the default 0
+    old_config = TrainConfig(**{**SMALL, "steps": 6})
+    train(method, small_net(), data, old_config, out_dir=tmp_path / "old", progress=False)
+    ckpt = load_checkpoint(tmp_path / "old")
+    del ckpt["train_config"]["p_uncond"]
+    torch.save(ckpt, tmp_path / "old" / "checkpoint.pt")
+    assert load_trained(method, small_net(), data, old_config, tmp_path / "old").step == 6

@@ -81,10 +81,25 @@ class PFGM(Method):
         return x, z
 
     def target(self, x: torch.Tensor, t: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """v = -sqrt(N) E_hat / (||E_hat|| + gamma), E_hat the field of the charges batch.large: (B, N+1)."""
-        large = batch.large
+        """v = -sqrt(N) E_hat / (||E_hat|| + gamma), E_hat the field of the charges batch.large: (B, N+1).
+
+        With labels (batch.labels and batch.large_labels), a row of class k gets the field of the large batch's
+        charges of class k only (the class-conditional field); a row whose label is nets.NO_LABEL (-1), the field
+        of all of them.
+        """
+        large = batch.large.reshape(batch.large.shape[0], -1).to(x.dtype)
         x_flat = x.reshape(x.shape[0], -1)
-        e_hat = empirical_field(x_flat, t, large.reshape(large.shape[0], -1).to(x.dtype))
+        if batch.labels is None or batch.large_labels is None:
+            e_hat = empirical_field(x_flat, t, large)
+        else:
+            e_hat = torch.empty(x_flat.shape[0], x_flat.shape[1] + 1, dtype=x.dtype, device=x.device)
+            labels, large_labels = batch.labels.to(x.device), batch.large_labels.to(x.device)
+            for k in labels.unique().tolist():
+                rows = labels == k
+                charges = large if k < 0 else large[large_labels == k]
+                if charges.shape[0] == 0:
+                    raise ValueError(f"batch.large holds no charge of class {k}, which a point of the mini-batch has")
+                e_hat[rows] = empirical_field(x_flat[rows], t[rows], charges)
         return normalize_field(e_hat, self.gamma_at(x_flat, t))
 
     def input_scale(self, z: torch.Tensor) -> torch.Tensor:
