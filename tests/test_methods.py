@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pfgm_lite import data, nets, sampling, train
+from pfgm_lite import methods as methods_module
 from pfgm_lite.field import log_z_velocity_from_normalized
 from pfgm_lite.methods import PFGM, Batch, method_from_config
 from pfgm_lite.perturb import band_exponents, hyperparameter_rule, hyperparameters_for
@@ -211,3 +212,35 @@ def test_the_conditional_target_is_the_field_of_the_points_own_class():
     torch.testing.assert_close(got[2], plain[2])
     with pytest.raises(ValueError, match="holds no charge of class 2"):
         method.target(x[:1], z[:1], Batch(large=large, labels=torch.tensor([2]), large_labels=large_labels))
+
+
+@pytest.mark.parametrize("make", [lambda: PFGM(HP, (16,)), lambda: methods_module.EDM((16,)),
+                                  lambda: methods_module.FlowMatching((16,))], ids=["pfgm", "edm", "flow_matching"])
+def test_guidance_combines_the_conditional_and_unconditional_predictions(make):
+    method = make()
+    torch.manual_seed(0)
+    net = nets.MLP(16, extra=method.extra_outputs, width=32, depth=1, num_classes=4)
+    with torch.no_grad():
+        net.label_embed.weight.copy_(torch.randn(net.label_embed.weight.shape, generator=gen(5)))
+    x, t = torch.randn(6, 16, generator=gen(6)), torch.full((6,), 0.4)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    conditional = method.predictor(net, labels=labels)(x, t)
+    unconditional = method.predictor(net)(x, t)
+    assert not torch.allclose(conditional, unconditional)
+    torch.testing.assert_close(method.predictor(net, labels=labels, guidance=0.0)(x, t), conditional)
+    for w in (0.5, 3.0):
+        guided = method.predictor(net, labels=labels, guidance=w, batch_size=5)(x, t)   # batches split the pair
+        torch.testing.assert_close(guided, (1 + w) * conditional - w * unconditional)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(guidance=-1.0, labels=torch.zeros(3, dtype=torch.long)), "guidance must be finite and >= 0, got -1.0"),
+    (dict(guidance=float("nan"), labels=torch.zeros(3, dtype=torch.long)), "guidance must be finite and >= 0"),
+    (dict(guidance=2.0), "guidance = 2 needs labels"),
+])
+def test_bad_guidance_is_refused_before_any_work(kwargs, message):
+    net = nets.MLP(16, width=8, depth=1, num_classes=2)
+    with pytest.raises(ValueError, match=message):
+        PFGM(HP, (16,)).predictor(net, **kwargs)
+    with pytest.raises(ValueError, match="guidance = 1 needs a class-conditional network"):
+        PFGM(HP, (16,)).predictor(nets.MLP(16, width=8, depth=1), labels=torch.zeros(3, dtype=torch.long), guidance=1)

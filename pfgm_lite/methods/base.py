@@ -27,7 +27,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from ..checks import check_int, check_tensor
+from ..checks import check_int, check_positive, check_tensor
+from ..nets import NO_LABEL
 
 #: (x (B, *shape), t (B,)) -> the network's prediction (B, K)
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -128,30 +129,50 @@ class Method(abc.ABC):
         return cls(tuple(cfg.pop("data_shape")), **cfg)
 
     def predictor(self, net: nn.Module, batch_size: int | None = None,
-                  labels: torch.Tensor | None = None) -> Predictor:
+                  labels: torch.Tensor | None = None, guidance: float = 0.0) -> Predictor:
         """(x, t) -> network prediction, in eval mode without gradients, on the network's device.
 
         batch_size: evaluate at most this many samples at a time (None: all at once). The result is the same; the
                     peak memory of a convolutional network's activations drops by about batch / batch_size (the digits
                     U-Net holds ~230 MB of activations for 300 images at once).
         labels:     (B,) class labels of the B samples, for a class-conditional network; None: unconditional.
+        guidance:   w >= 0, classifier-free guidance (Ho & Salimans 2022): (1 + w) f(x, t, labels) - w f(x, t, no label)
+                    of the network's own predictions f, computed as one pass over twice the batch; a sampler's NFE
+                    counts passes, so a guided evaluation costs twice the network work. w = 0: the conditional
+                    prediction alone. What it combines depends on the method's prediction: denoisers (EDM, PFGM++:
+                    so the scores), velocities (flow matching), normalized fields v (PFGM: not the fields, whose
+                    lengths the normalization removed). Needs labels and a class-conditional network.
         The device is read at each call (a network moved after this call still works); the network is left in eval
         mode.
         """
         if batch_size is not None:
             check_int("batch_size", batch_size)
+        guidance = check_positive("guidance", guidance, allow_zero=True)
+        if guidance > 0 and labels is None:
+            raise ValueError(f"guidance = {guidance:g} needs labels (the class to guide towards), got labels=None")
+        if guidance > 0 and not getattr(net, "num_classes", 0):
+            raise ValueError(f"guidance = {guidance:g} needs a class-conditional network (num_classes > 0), got an "
+                             f"unconditional {type(net).__name__}")
 
         def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             device = next(net.parameters()).device
             if labels is not None and labels.shape != (x.shape[0],):
                 raise ValueError(f"labels must have shape ({x.shape[0]},), one per sample, got {tuple(labels.shape)}")
             net.eval()
+            given = labels
+            if guidance > 0:                       # the conditional and the unconditional rows in one pass
+                x, t = torch.cat([x, x]), torch.cat([t, t])
+                given = torch.cat([labels, torch.full_like(labels, NO_LABEL)])
             parts = [slice(None)] if batch_size is None else [slice(k, k + batch_size)
                                                                for k in range(0, x.shape[0], batch_size)]
             with torch.no_grad():
                 out = [network_prediction(net, *self.network_input(x[s].to(device), t[s].to(device)),
-                                          None if labels is None else labels[s].to(device)) for s in parts]
-            return out[0] if len(out) == 1 else torch.cat(out)
+                                          None if given is None else given[s].to(device)) for s in parts]
+            out = out[0] if len(out) == 1 else torch.cat(out)
+            if guidance > 0:
+                conditional, unconditional = out.chunk(2)
+                return (1 + guidance) * conditional - guidance * unconditional
+            return out
 
         return predict
 
