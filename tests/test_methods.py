@@ -244,3 +244,9 @@ def test_bad_guidance_is_refused_before_any_work(kwargs, message):
         PFGM(HP, (16,)).predictor(net, **kwargs)
     with pytest.raises(ValueError, match="guidance = 1 needs a class-conditional network"):
         PFGM(HP, (16,)).predictor(nets.MLP(16, width=8, depth=1), labels=torch.zeros(3, dtype=torch.long), guidance=1)
+
+
+def test_the_method_base_and_the_networks_mean_the_same_no_label():
+    from pfgm_lite.methods import base
+
+    assert base.NO_LABEL == nets.NO_LABEL

@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from ..checks import check_int, check_positive, check_tensor
-from ..nets import NO_LABEL
 
+#: the label a class-conditional network reads as "no label" (nets.NO_LABEL; the base imports no network module)
+NO_LABEL = -1
 #: (x (B, *shape), t (B,)) -> the network's prediction (B, K)
 Predictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: how a method's velocity is written: dx/d(ln t), or dx/dt (t may then reach 0)
@@ -162,7 +163,7 @@ class Method(abc.ABC):
             given = labels
             if guidance > 0:                       # the conditional and the unconditional rows in one pass
                 x, t = torch.cat([x, x]), torch.cat([t, t])
-                given = torch.cat([labels, torch.full_like(labels, NO_LABEL)])
+                given = torch.cat([labels, torch.full_like(labels, NO_LABEL)])   # the networks' "no label"
             parts = [slice(None)] if batch_size is None else [slice(k, k + batch_size)
                                                                for k in range(0, x.shape[0], batch_size)]
             with torch.no_grad():
