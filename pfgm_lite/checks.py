@@ -70,3 +70,10 @@ def check_int(name: str, value, minimum: int = 1) -> int:
 def batch_view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-sample scalar (B,) shaped to broadcast against `like` (B, *shape): (B, 1, ..., 1)."""
     return v.view(-1, *[1] * (like.dim() - 1))
+
+
+def check_integer_tensor(name: str, value) -> torch.Tensor:
+    """Return value after checking it is a tensor of integers (int64, int32, int16 or uint8)."""
+    if not isinstance(value, torch.Tensor) or value.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"{name} must be an integer tensor, got {getattr(value, 'dtype', type(value).__name__)}")
+    return value

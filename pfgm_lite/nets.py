@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from .checks import check_int
+from .checks import check_int, check_integer_tensor
 
 
 def fourier_features(c: torch.Tensor, n_features: int) -> torch.Tensor:
@@ -41,9 +41,7 @@ def label_index(labels: torch.Tensor | None, num_classes: int, batch: int, devic
     """Embedding rows of the labels: (B,) in [0, num_classes], with num_classes standing for NO_LABEL (and None)."""
     if labels is None:
         return torch.full((batch,), num_classes, dtype=torch.long, device=device)
-    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
-                                                                     torch.uint8):
-        raise TypeError(f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    check_integer_tensor("labels", labels)
     if labels.shape != (batch,):
         raise ValueError(f"labels must have shape ({batch},), one per row, got {tuple(labels.shape)}")
     if batch and (labels.min() < NO_LABEL or labels.max() >= num_classes):
@@ -53,10 +51,14 @@ def label_index(labels: torch.Tensor | None, num_classes: int, batch: int, devic
     return torch.where(labels == NO_LABEL, torch.full_like(labels, num_classes), labels)
 
 
-def _check_labels_allowed(net: nn.Module, labels: torch.Tensor | None) -> None:
-    if labels is not None and not net.num_classes:
-        raise ValueError(f"labels were given, but this {type(net).__name__} is unconditional (num_classes = 0); "
-                         f"build it with num_classes > 0 to condition on a class")
+def with_label(net: nn.Module, emb: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """emb (B, F) plus the label embedding of a class-conditional net; an unconditional one refuses labels."""
+    if not net.num_classes:
+        if labels is not None:
+            raise ValueError(f"labels were given, but this {type(net).__name__} is unconditional (num_classes = 0); "
+                             f"build it with num_classes > 0 to condition on a class")
+        return emb
+    return emb + net.label_embed(label_index(labels, net.num_classes, emb.shape[0], emb.device))
 
 
 def _check_n_features(n_features: int) -> None:
@@ -96,10 +98,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
-        _check_labels_allowed(self, labels)
-        emb = fourier_features(c, self.n_features)
-        if self.num_classes:
-            emb = emb + self.label_embed(label_index(labels, self.num_classes, x.shape[0], x.device))
+        emb = with_label(self, fourier_features(c, self.n_features), labels)
         h = self.inp(torch.cat([x, emb], dim=1))
         for block, cond in zip(self.blocks, self.cond):
             h = h + block(h + cond(emb))
@@ -202,10 +201,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, c: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
-        _check_labels_allowed(self, labels)
-        emb = self.embed(fourier_features(c, self.n_features))
-        if self.num_classes:
-            emb = emb + self.label_embed(label_index(labels, self.num_classes, x.shape[0], x.device))
+        emb = with_label(self, self.embed(fourier_features(c, self.n_features)), labels)
         x = x.contiguous(memory_format=torch.channels_last)
         h1 = self.down1(self.inp(x), emb)                                        # H
         h2 = self.down2(nn.functional.avg_pool2d(h1, 2), emb)                    # H/2

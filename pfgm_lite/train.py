@@ -29,7 +29,7 @@ from .checkpoint import (
     network_config,
     save_checkpoint,
 )
-from .checks import check_int, check_positive
+from .checks import check_int, check_integer_tensor, check_positive
 from .data import fingerprint
 from .distributed import Parallel
 from .methods import Batch, Method, network_prediction
@@ -211,9 +211,7 @@ def check_labels(labels: torch.Tensor | None, n_data: int, net: nn.Module) -> No
     if not classes:
         raise ValueError(f"labels were given, but this {type(net).__name__} takes none (it has no num_classes > 0): "
                          f"train without labels, or use a class-conditional network")
-    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16,
-                                                                     torch.uint8):
-        raise TypeError(f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels).__name__)}")
+    check_integer_tensor("labels", labels)
     if labels.shape != (n_data,):
         raise ValueError(f"labels must have shape ({n_data},), one per data point, got {tuple(labels.shape)}")
     if n_data and (labels.min() < 0 or labels.max() >= classes):
